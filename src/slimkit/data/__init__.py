@@ -1,0 +1,53 @@
+"""Image-classification data for slimkit: in-memory datasets, loaders and batching.
+
+`load_embedded()` gives a small MNIST split that ships with slimkit and needs no files or network;
+`load(path)` reads IDX folders, .npz files, image-folder trees and tarballs of them. All loaders
+return `DataSplits` of uint8 `ArrayDataset`s; `batches` turns one into normalized float batches
+with deterministic shuffling and optional augmentation.
+"""
+
+from slimkit.data.dataset import (
+    ArrayDataset,
+    Augment,
+    DataSplits,
+    batches,
+    calibration_subset,
+    channel_stats,
+    random_crop_flip,
+    train_val_split,
+)
+from slimkit.data.loaders import (
+    ACCEPTED_FORMS,
+    MNIST_MEAN,
+    MNIST_STD,
+    cache_dir,
+    load,
+    load_embedded,
+    load_idx,
+    load_image_folder,
+    load_npz,
+    read_idx,
+    unpack_tarball,
+)
+
+__all__ = [
+    "ACCEPTED_FORMS",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "ArrayDataset",
+    "Augment",
+    "DataSplits",
+    "batches",
+    "cache_dir",
+    "calibration_subset",
+    "channel_stats",
+    "load",
+    "load_embedded",
+    "load_idx",
+    "load_image_folder",
+    "load_npz",
+    "random_crop_flip",
+    "read_idx",
+    "train_val_split",
+    "unpack_tarball",
+]

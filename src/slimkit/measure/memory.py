@@ -1,0 +1,86 @@
+"""Peak memory (RSS high-water mark) of running a function, in a fresh forked process.
+
+`tracemalloc` cannot see torch's allocator, and the high-water mark of a long-lived process
+remembers every earlier peak. So the work runs in a forked child that resets its own mark
+(`/proc/self/clear_refs` ← 5, Linux ≥ 4.0), reads its RSS, runs, and reports `VmHWM`. The child
+inherits the model's tensors already resident, so the figure is the growth above them: the
+activations, workspaces, gradients and optimizer state the call allocates.
+
+The child runs torch with 1 thread: forking after OpenMP has started is only safe that way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from slimkit.errors import SlimkitError
+
+_STATUS_FIELDS = ("VmRSS:", "VmHWM:")
+
+
+@dataclass(frozen=True)
+class MemoryPeak:
+    baseline_bytes: int  # RSS of the child just before the call
+    peak_bytes: int  # RSS high-water mark during the call
+    threads: int = 1
+
+    @property
+    def increase_bytes(self) -> int:
+        return max(0, self.peak_bytes - self.baseline_bytes)
+
+
+def _status_bytes() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(_STATUS_FIELDS):
+                key, amount, _unit = line.split()
+                values[key.rstrip(":")] = int(amount) * 1024
+    return values
+
+
+def _child(fn: Callable[[], Any], conn: Any) -> None:
+    try:
+        torch.set_num_threads(1)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        baseline = _status_bytes()["VmRSS"]
+        fn()
+        conn.send(("ok", baseline, _status_bytes()["VmHWM"]))
+    except BaseException:  # report anything back; the parent turns it into an error
+        conn.send(("error", traceback.format_exc().strip().splitlines()[-1], 0))
+    finally:
+        conn.close()
+
+
+def peak_memory(fn: Callable[[], Any], *, timeout_s: float = 300.0) -> MemoryPeak:
+    """Run `fn()` in a forked child and return its RSS baseline and high-water mark."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        raise SlimkitError("peak memory needs Linux's /proc/self/clear_refs; not available here")
+    ctx = mp.get_context("fork")
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(fn, child_conn), daemon=True)
+    proc.start()
+    child_conn.close()
+    try:
+        if not parent_conn.poll(timeout_s):
+            raise SlimkitError(f"memory probe did not finish in {timeout_s:.0f} s; killed it")
+        status, a, b = parent_conn.recv()
+    except EOFError:
+        raise SlimkitError(
+            f"memory probe died (exit code {proc.exitcode}): out of memory?"
+        ) from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+    if status != "ok":
+        raise SlimkitError(f"memory probe failed: {a}")
+    return MemoryPeak(baseline_bytes=a, peak_bytes=b)

@@ -1,0 +1,237 @@
+"""Training and evaluation for image classification.
+
+`fit` is deliberately plain: one loop, one optimizer, a per-step learning-rate schedule, and two
+hooks that the compression techniques plug into — `extra_loss` (distillation, sparsity
+regularizers) and `after_step` (re-applying pruning masks). Checkpoints hold only tensors and
+plain values, so resuming never unpickles code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from slimkit.data import ArrayDataset, batches, random_crop_flip
+from slimkit.errors import ConfigError
+from slimkit.measure.accuracy import evaluate
+from slimkit.measure.common import check_input
+from slimkit.weights import atomic_path
+
+ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_OPTIMIZERS = ("sgd", "adam", "adamw")
+_SCHEDULES = ("cosine", "step", "constant")
+_AUGMENTS = ("none", "crop_flip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # one of _OPTIMIZERS
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # one of _SCHEDULES, applied per step
+    warmup_epochs: float = 0.0  # linear warm-up before the schedule
+    step_epochs: int = 30  # "step": multiply lr by `gamma` every this many epochs
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    label_loss_weight: float = 1.0  # weight of the cross-entropy on hard labels
+    augment: str = "none"  # one of _AUGMENTS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.optimizer in _OPTIMIZERS, f"optimizer must be one of {_OPTIMIZERS}"),
+            (self.schedule in _SCHEDULES, f"schedule must be one of {_SCHEDULES}"),
+            (self.augment in _AUGMENTS, f"augment must be one of {_AUGMENTS}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.step_epochs >= 1, f"step_epochs must be >= 1, got {self.step_epochs}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"TrainConfig: {message}")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    train_top1: float  # %, on the training batches as they went by
+    val_top1: float | None
+    val_top5: float | None
+    time_s: float  # training time of the epoch, evaluation excluded
+
+
+@dataclass
+class History:
+    epochs: list[EpochStats] = field(default_factory=list)
+
+    @property
+    def train_time_s(self) -> float:
+        return sum(e.time_s for e in self.epochs)
+
+    @property
+    def time_per_epoch_s(self) -> float:
+        return self.train_time_s / len(self.epochs) if self.epochs else 0.0
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm scales: standard practice, and it keeps BN-scale
+    # importance (Network Slimming) meaningful.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based)."""
+    epoch = step / steps_per_epoch
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1 / steps_per_epoch) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        progress = (epoch - cfg.warmup_epochs) / (cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    if cfg.schedule == "step":
+        return cfg.gamma ** int(epoch // cfg.step_epochs)
+    return 1.0
+
+
+def fit(
+    model: nn.Module,
+    train: ArrayDataset,
+    config: TrainConfig | None = None,
+    *,
+    val: ArrayDataset | None = None,
+    extra_loss: ExtraLoss | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> History:
+    """Train `model` in place on `train`; evaluate on `val` after every epoch.
+
+    extra_loss(model, x, y, logits) is added to the weighted cross-entropy. after_step(model)
+    runs after every optimizer step. With `checkpoint`, state is saved after each epoch and a
+    run that finds a checkpoint from the same config resumes after its last finished epoch.
+    progress=None shows a bar only on a terminal.
+    """
+    cfg = config or TrainConfig()
+    if len(train) == 0:
+        raise ConfigError("cannot train on an empty data set")
+    check_input(model, train.normalized(torch.arange(1)))
+    torch.manual_seed(cfg.seed)
+    optimizer = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
+    )
+    augment = random_crop_flip() if cfg.augment == "crop_flip" else None
+    history = History()
+    start_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        start_epoch, history = _resume(Path(checkpoint), cfg, model, optimizer, scheduler)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = correct = seen = 0.0
+        bar = tqdm(
+            batches(
+                train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, augment=augment
+            ),
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=None if progress is None else not progress,
+        )
+        for x, y in bar:
+            logits = model(x)
+            loss = cfg.label_loss_weight * F.cross_entropy(
+                logits, y, label_smoothing=cfg.label_smoothing
+            )
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, x, y, logits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step(model)
+            loss_sum += loss.item() * len(y)
+            correct += float((logits.argmax(1) == y).sum())
+            seen += len(y)
+        elapsed = time.perf_counter() - t0
+        result = evaluate(model, val) if val is not None else None
+        history.epochs.append(
+            EpochStats(
+                epoch=epoch + 1,
+                loss=loss_sum / seen,
+                train_top1=100.0 * correct / seen,
+                val_top1=result.top1 if result else None,
+                val_top5=result.top5 if result else None,
+                time_s=elapsed,
+            )
+        )
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), cfg, model, optimizer, scheduler, history)
+    model.eval()
+    return history
+
+
+def _save_checkpoint(path, cfg, model, optimizer, scheduler, history) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "config": asdict(cfg),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": [asdict(e) for e in history.epochs],
+    }
+    tmp = atomic_path(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _resume(path, cfg, model, optimizer, scheduler) -> tuple[int, History]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable file: say which and how to proceed
+        raise ConfigError(
+            f"checkpoint '{path}' cannot be read ({type(e).__name__}): delete it to start over"
+        ) from None
+    if state.get("config") != asdict(cfg):
+        raise ConfigError(
+            f"checkpoint '{path}' was written with another training config: delete it or pass "
+            "the same config to resume"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    history = History([EpochStats(**e) for e in state["history"]])
+    return len(history.epochs), history

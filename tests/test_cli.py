@@ -1,0 +1,100 @@
+"""The `slimkit` command: readable output, JSON, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from slimkit.cli import main
+from slimkit.nn import create
+from slimkit.weights import save_weights
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_zoo_lists_models(capsys):
+    code, out, _ = run(capsys, "zoo")
+    assert code == 0
+    assert "lenet5_caffe" in out and "resnet56" in out and "mobilenet_v1" in out
+
+
+def test_default_profile_json_has_every_metric(capsys):
+    code, out, _ = run(capsys, "profile", "--json", "--no-memory")
+    assert code == 0
+    record = json.loads(out)
+    assert record["model"] == "lenet5"
+    assert record["params"] == 61_706
+    assert record["top1"] > 95.0 and record["eval_samples"] == 2000
+    assert record["netscore"] > 0 and record["information_density"] > 0
+    assert record["threads"] == 1 and record["latency_p50_ms"] <= record["latency_p99_ms"]
+    assert record["train_time_s"] > 0
+
+
+def test_profile_table_is_readable(capsys, tmp_path):
+    path = save_weights(create("lenet300_100"), tmp_path / "w.safetensors")
+    code, out, _ = run(
+        capsys, "profile", "lenet300_100", "--weights", str(path), "--no-memory",
+        "--trace", str(tmp_path / "trace.json"),
+    )
+    assert code == 0
+    assert "266,610" in out and "p50" in out and "Linear" in out
+    assert (tmp_path / "trace.json").stat().st_size > 0
+
+
+def one_line_error(capsys, *argv) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slimkit: error:")
+    return lines[0]
+
+
+def test_unknown_model_lists_available(capsys):
+    line = one_line_error(capsys, "profile", "resnet1000")
+    assert "resnet1000" in line and "lenet5" in line and "resnet20" in line
+
+
+def test_missing_data_path(capsys, tmp_path):
+    line = one_line_error(capsys, "profile", "lenet5", "--data", str(tmp_path / "nowhere"))
+    assert "nowhere" in line and "does not exist" in line
+
+
+def test_wrong_input_shape_names_expected(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(20) % 10
+    np.savez(tmp_path / "rgb.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    line = one_line_error(capsys, "profile", "lenet5", "--data", str(tmp_path / "rgb.npz"),
+                          "--no-memory")
+    assert "(N, 1, 28, 28)" in line and "(1, 3, 32, 32)" in line
+
+
+def test_mismatched_weights_name_key_and_shapes(capsys, tmp_path):
+    path = save_weights(create("lenet5_caffe"), tmp_path / "caffe.safetensors")
+    line = one_line_error(capsys, "profile", "lenet5", "--weights", str(path))
+    assert "in the file but" in line and "caffe.safetensors" in line
+
+
+def test_not_a_weights_file(capsys, tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    line = one_line_error(capsys, "profile", "lenet5", "--weights", str(bogus))
+    assert "not a weights file" in line
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "slimkit.cli", "zoo"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "lenet300_100" in result.stdout

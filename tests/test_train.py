@@ -1,0 +1,133 @@
+"""fit / evaluate on the embedded MNIST digits."""
+
+import pytest
+import torch
+from torch import nn
+
+from slimkit.data import load_embedded
+from slimkit.errors import ConfigError
+from slimkit.measure import evaluate
+from slimkit.nn import create
+from slimkit.train import TrainConfig, fit, lr_factor
+
+FAST = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_embedded()
+    return data.train.subset(torch.arange(3000)), data.test
+
+
+def test_fit_learns_real_digits(digits):
+    train, test = digits
+    model = create("lenet300_100")
+    before = evaluate(model, test)
+    history = fit(model, train, FAST, val=test)
+    after = evaluate(model, test)
+    assert before.top1 < 30.0
+    assert after.top1 > 88.0 and after.top5 > 98.0
+    assert history.epochs[-1].loss < history.epochs[0].loss
+    assert history.epochs[-1].val_top1 == pytest.approx(after.top1)
+    assert len(history.epochs) == 2 and history.time_per_epoch_s > 0
+
+
+def test_fit_is_deterministic(digits):
+    train, _ = digits
+    small = train.subset(torch.arange(512))
+    a, b = create("lenet5"), create("lenet5")
+    b.load_state_dict(a.state_dict())
+    fit(a, small, FAST)
+    fit(b, small, FAST)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_interrupted_run_resumes_from_checkpoint(digits, tmp_path):
+    train, _ = digits
+    small = train.subset(torch.arange(512))
+    start = create("lenet300_100")
+    reference = create("lenet300_100")
+    reference.load_state_dict(start.state_dict())
+    fit(reference, small, FAST)
+
+    interrupted = create("lenet300_100")
+    interrupted.load_state_dict(start.state_dict())
+    steps = {"n": 0}
+
+    def crash_in_second_epoch(_model):
+        steps["n"] += 1
+        if steps["n"] == 10:  # epoch 1 has 8 steps
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, small, FAST, checkpoint=ckpt, after_step=crash_in_second_epoch)
+    resumed = create("lenet300_100")
+    history = fit(resumed, small, FAST, checkpoint=ckpt)
+    assert [e.epoch for e in history.epochs] == [1, 2]
+    for x, y in zip(resumed.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_checkpoint_from_another_config_is_refused(digits, tmp_path):
+    train, _ = digits
+    small = train.subset(torch.arange(128))
+    ckpt = tmp_path / "run.ckpt"
+    fit(create("lenet300_100"), small, TrainConfig(epochs=1, batch_size=64), checkpoint=ckpt)
+    with pytest.raises(ConfigError, match="another training config"):
+        fit(create("lenet300_100"), small, TrainConfig(epochs=2, batch_size=64), checkpoint=ckpt)
+
+
+def test_extra_loss_hook_shapes_training(digits):
+    train, _ = digits
+    small = train.subset(torch.arange(256))
+    calls = []
+
+    def l1(model, x, y, logits):
+        calls.append(logits.shape)
+        return 1.0 * sum(p.abs().sum() for p in model.parameters())
+
+    plain, shrunk = create("lenet300_100"), create("lenet300_100")
+    shrunk.load_state_dict(plain.state_dict())
+    fit(plain, small, FAST)
+    fit(shrunk, small, FAST, extra_loss=l1)
+    assert calls and calls[0] == (64, 10)
+    norm = lambda m: sum(float(p.detach().abs().sum()) for p in m.parameters())  # noqa: E731
+    assert norm(shrunk) < 0.7 * norm(plain)
+
+
+def test_schedules():
+    cfg = TrainConfig(epochs=10, schedule="cosine", warmup_epochs=1)
+    assert lr_factor(cfg, 0, 10) == pytest.approx(0.1)
+    assert lr_factor(cfg, 10, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100, 10) == pytest.approx(0.0, abs=1e-9)
+    step = TrainConfig(epochs=10, schedule="step", step_epochs=3, gamma=0.5)
+    assert lr_factor(step, 65, 10) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"optimizer": "lion"}, "optimizer must be one of"),
+        ({"lr": -1.0}, "lr must be > 0"),
+        ({"augment": "mixup"}, "augment"),
+    ],
+)
+def test_bad_config_is_one_clear_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        TrainConfig(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_wrong_input_shape_names_expected_shape(digits):
+    train, _ = digits
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, 3, 32, 32\)"):
+        fit(create("resnet20"), train.subset(torch.arange(8)), FAST)
+
+
+def test_evaluate_restores_training_mode(digits):
+    _, test = digits
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).train()
+    evaluate(model, test.subset(torch.arange(10)))
+    assert model.training
