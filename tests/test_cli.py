@@ -44,8 +44,14 @@ def test_default_profile_json_has_every_metric(capsys):
 def test_profile_table_is_readable(capsys, tmp_path):
     path = save_weights(create("lenet300_100"), tmp_path / "w.safetensors")
     code, out, _ = run(
-        capsys, "profile", "lenet300_100", "--weights", str(path), "--no-memory",
-        "--trace", str(tmp_path / "trace.json"),
+        capsys,
+        "profile",
+        "lenet300_100",
+        "--weights",
+        str(path),
+        "--no-memory",
+        "--trace",
+        str(tmp_path / "trace.json"),
     )
     assert code == 0
     assert "266,610" in out and "p50" in out and "Linear" in out
@@ -75,8 +81,9 @@ def test_wrong_input_shape_names_expected(capsys, tmp_path):
     x = rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
     y = np.arange(20) % 10
     np.savez(tmp_path / "rgb.npz", x_train=x, y_train=y, x_test=x, y_test=y)
-    line = one_line_error(capsys, "profile", "lenet5", "--data", str(tmp_path / "rgb.npz"),
-                          "--no-memory")
+    line = one_line_error(
+        capsys, "profile", "lenet5", "--data", str(tmp_path / "rgb.npz"), "--no-memory"
+    )
     assert "(N, 1, 28, 28)" in line and "(1, 3, 32, 32)" in line
 
 

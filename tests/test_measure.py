@@ -248,6 +248,30 @@ def test_measure_returns_consistent_json_and_leaves_model_alone():
     assert math.isfinite(record["energy_uj_estimate"])
 
 
+def test_measure_end_to_end_latency_from_raw_input():
+    import numpy as np
+
+    raw = np.zeros((8, 8), dtype=np.uint8)  # e.g. a decoded camera frame
+
+    def preprocess(frame):
+        return torch.from_numpy(frame).float().div(255).view(1, 1, 8, 8)
+
+    m = measure(
+        small_cnn(),
+        raw_input=raw,
+        preprocess=preprocess,
+        postprocess=lambda y: y.argmax(),
+        latency_calls=20,
+        throughput_batch=None,
+        memory=False,
+        layers=False,
+    )
+    assert m.latency_end_to_end_p50_ms > 0 and m.throughput_per_s is None
+    assert m.latency_end_to_end_p50_ms <= m.latency_end_to_end_p99_ms
+    plain = measure(small_cnn(), latency_calls=5, throughput_batch=None, memory=False, layers=False)
+    assert plain.latency_end_to_end_p50_ms is None
+
+
 def test_measure_memory_fields():
     m = measure(small_cnn(), latency_calls=5, throughput_batch=4, layers=False)
     assert m.memory_inference_bytes >= m.size_tensors_bytes

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from torch import nn
 
 from slimkit.data import DataSplits, cache_dir, load_embedded
+from slimkit.files import atomic_write_text
 from slimkit.nn import create
 from slimkit.train import TrainConfig, fit
-from slimkit.weights import atomic_path, load_weights, save_weights
+from slimkit.weights import load_weights, save_weights
 
 DEFAULT_MODEL = "lenet5"
 DEFAULT_TRAINING = TrainConfig(
@@ -50,7 +50,5 @@ def default_model(progress: bool | None = None) -> Trained:
         return Trained(model.eval(), data, weights, train_time)
     history = fit(model, data.train, DEFAULT_TRAINING, progress=progress)
     save_weights(model, weights)
-    tmp = atomic_path(info)
-    tmp.write_text(json.dumps({"train_time_s": history.train_time_s}))
-    os.replace(tmp, info)
+    atomic_write_text(info, json.dumps({"train_time_s": history.train_time_s}))
     return Trained(model.eval(), data, weights, history.train_time_s)

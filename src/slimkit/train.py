@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from slimkit.data import ArrayDataset, batches, random_crop_flip
 from slimkit.errors import ConfigError
+from slimkit.files import atomic_write
 from slimkit.measure.accuracy import evaluate
 from slimkit.measure.common import check_input
-from slimkit.weights import atomic_path
 
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -202,7 +202,6 @@ def fit(
 
 
 def _save_checkpoint(path, cfg, model, optimizer, scheduler, history) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "config": asdict(cfg),
         "model": model.state_dict(),
@@ -210,12 +209,7 @@ def _save_checkpoint(path, cfg, model, optimizer, scheduler, history) -> None:
         "scheduler": scheduler.state_dict(),
         "history": [asdict(e) for e in history.epochs],
     }
-    tmp = atomic_path(path)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _resume(path, cfg, model, optimizer, scheduler) -> tuple[int, History]:

@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from slimkit.errors import WeightsError
-
-
-def atomic_path(path: Path) -> Path:
-    """A temp file beside `path`; write there, then `os.replace` it onto `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+from slimkit.files import atomic_write
 
 
 def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write a model's state dict as safetensors, atomically. Tied tensors are stored once."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
@@ -41,13 +32,8 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.Path
             continue
         first_name[key] = name
         tensors[name] = t.detach().contiguous().clone()
-    tmp = atomic_path(path)
-    try:
-        save_file(tensors, str(tmp), metadata={f"alias:{k}": v for k, v in aliases.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    metadata = {f"alias:{k}": v for k, v in aliases.items()}
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

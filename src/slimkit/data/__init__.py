@@ -6,6 +6,7 @@ return `DataSplits` of uint8 `ArrayDataset`s; `batches` turns one into normalize
 with deterministic shuffling and optional augmentation.
 """
 
+from slimkit.data.common import cache_dir
 from slimkit.data.dataset import (
     ArrayDataset,
     Augment,
@@ -16,19 +17,11 @@ from slimkit.data.dataset import (
     random_crop_flip,
     train_val_split,
 )
-from slimkit.data.loaders import (
-    ACCEPTED_FORMS,
-    MNIST_MEAN,
-    MNIST_STD,
-    cache_dir,
-    load,
-    load_embedded,
-    load_idx,
-    load_image_folder,
-    load_npz,
-    read_idx,
-    unpack_tarball,
-)
+from slimkit.data.idx import MNIST_MEAN, MNIST_STD, load_embedded, load_idx, read_idx
+from slimkit.data.images import load_image_folder
+from slimkit.data.loaders import ACCEPTED_FORMS, load
+from slimkit.data.npz import load_npz
+from slimkit.data.tarball import unpack_tarball
 
 __all__ = [
     "ACCEPTED_FORMS",

@@ -6,7 +6,10 @@ remembers every earlier peak. So the work runs in a forked child that resets its
 inherits the model's tensors already resident, so the figure is the growth above them: the
 activations, workspaces, gradients and optimizer state the call allocates.
 
-The child runs torch with 1 thread: forking after OpenMP has started is only safe that way.
+Library code the call pages in for the first time (file-backed pages: forked children do not
+inherit the parent's page-table entries for them) is not memory the model uses; its growth is
+subtracted. The child runs torch with 1 thread: forking after OpenMP has started is only safe
+that way.
 """
 
 from __future__ import annotations
@@ -22,18 +25,20 @@ import torch
 
 from slimkit.errors import SlimkitError
 
-_STATUS_FIELDS = ("VmRSS:", "VmHWM:")
+_STATUS_FIELDS = ("VmRSS:", "VmHWM:", "RssFile:")
 
 
 @dataclass(frozen=True)
 class MemoryPeak:
     baseline_bytes: int  # RSS of the child just before the call
     peak_bytes: int  # RSS high-water mark during the call
+    code_bytes: int  # file-backed pages (library code) first touched by the call
     threads: int = 1
 
     @property
     def increase_bytes(self) -> int:
-        return max(0, self.peak_bytes - self.baseline_bytes)
+        """Memory the call allocated at its peak: RSS growth less library code paged in."""
+        return max(0, self.peak_bytes - self.baseline_bytes - self.code_bytes)
 
 
 def _status_bytes() -> dict[str, int]:
@@ -51,11 +56,13 @@ def _child(fn: Callable[[], Any], conn: Any) -> None:
         torch.set_num_threads(1)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
-        baseline = _status_bytes()["VmRSS"]
+        before = _status_bytes()
         fn()
-        conn.send(("ok", baseline, _status_bytes()["VmHWM"]))
+        after = _status_bytes()
+        code = max(0, after["RssFile"] - before["RssFile"])
+        conn.send(("ok", (before["VmRSS"], after["VmHWM"], code)))
     except BaseException:  # report anything back; the parent turns it into an error
-        conn.send(("error", traceback.format_exc().strip().splitlines()[-1], 0))
+        conn.send(("error", traceback.format_exc().strip().splitlines()[-1]))
     finally:
         conn.close()
 
@@ -72,7 +79,7 @@ def peak_memory(fn: Callable[[], Any], *, timeout_s: float = 300.0) -> MemoryPea
     try:
         if not parent_conn.poll(timeout_s):
             raise SlimkitError(f"memory probe did not finish in {timeout_s:.0f} s; killed it")
-        status, a, b = parent_conn.recv()
+        status, payload = parent_conn.recv()
     except EOFError:
         raise SlimkitError(
             f"memory probe died (exit code {proc.exitcode}): out of memory?"
@@ -82,5 +89,6 @@ def peak_memory(fn: Callable[[], Any], *, timeout_s: float = 300.0) -> MemoryPea
             proc.kill()
         proc.join()
     if status != "ok":
-        raise SlimkitError(f"memory probe failed: {a}")
-    return MemoryPeak(baseline_bytes=a, peak_bytes=b)
+        raise SlimkitError(f"memory probe failed: {payload}")
+    baseline, peak, code = payload
+    return MemoryPeak(baseline_bytes=baseline, peak_bytes=peak, code_bytes=code)

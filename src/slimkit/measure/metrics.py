@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Metrics:
     latency_p99_ms: float
     latency_mean_ms: float
     latency_batch: int
+    latency_end_to_end_p50_ms: float | None  # with the caller's pre-/post-processing
+    latency_end_to_end_p99_ms: float | None
     threads: int
     throughput_per_s: float | None  # samples/s at `throughput_batch`
     throughput_batch: int | None
@@ -97,6 +100,9 @@ def measure(
     artifact: str | Path | list[str | Path] | None = None,
     threads: int = 1,
     latency_calls: int = 200,
+    preprocess: Callable[[Any], torch.Tensor] | None = None,
+    raw_input: Any = None,
+    postprocess: Callable[[Any], Any] | None = None,
     throughput_batch: int | None = 64,
     memory: bool = True,
     layers: bool = True,
@@ -106,7 +112,9 @@ def measure(
     """Measure `model` on every metric; see `Metrics` for the fields.
 
     `example` is one sample batch (batch size 1 is used for latency and MACs); without it the
-    model's `input_shape` attribute makes a random one, or the first sample of `data`.
+    model's `input_shape` attribute makes a random one, or the first sample of `data`. With
+    `preprocess`/`postprocess`, end-to-end latency is timed too, as
+    `postprocess(model(preprocess(raw_input)))` (raw_input defaults to the example).
     """
     if example is None:
         example = data.normalized(torch.arange(1)) if data is not None else example_input(model)
@@ -116,6 +124,16 @@ def measure(
     macs = count_macs(model, example)
     macs_train = count_macs(model, example, training=True)
     latency = measure_latency(model, example, threads=threads, calls=latency_calls)
+    end_to_end = None
+    if preprocess is not None or postprocess is not None:
+        end_to_end = measure_latency(
+            model,
+            example if raw_input is None else raw_input,
+            threads=threads,
+            calls=latency_calls,
+            preprocess=preprocess,
+            postprocess=postprocess,
+        )
     throughput = None
     big_batch = (
         example.expand(throughput_batch, *example.shape[1:]).contiguous()
@@ -159,6 +177,8 @@ def measure(
         latency_p99_ms=latency.p99_ms,
         latency_mean_ms=latency.mean_ms,
         latency_batch=latency.batch_size,
+        latency_end_to_end_p50_ms=end_to_end.p50_ms if end_to_end else None,
+        latency_end_to_end_p99_ms=end_to_end.p99_ms if end_to_end else None,
         threads=threads,
         throughput_per_s=throughput,
         throughput_batch=throughput_batch if throughput is not None else None,
