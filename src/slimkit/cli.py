@@ -126,6 +126,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         data=data,
         artifact=args.weights,
         threads=args.threads,
+        throughput_batch=args.throughput_batch,
         memory=not args.no_memory,
         train_time_s=train_time,
         trace_path=args.trace,
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
     p.add_argument("--json", action="store_true", help="print the Metrics record as JSON")
     p.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    p.add_argument(
+        "--throughput-batch", type=int, default=64, help="batch size for throughput (default 64)"
+    )
     p.add_argument("--trace", help="write a Chrome/Perfetto trace of the per-layer profile here")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     p.set_defaults(func=cmd_profile)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from slimkit.data import ArrayDataset
+from slimkit.errors import ConfigError
 from slimkit.measure.accuracy import evaluate
 from slimkit.measure.common import check_input, eval_mode, example_input, first_tensor
 from slimkit.measure.latency import measure_latency
@@ -116,6 +117,10 @@ def measure(
     `preprocess`/`postprocess`, end-to-end latency is timed too, as
     `postprocess(model(preprocess(raw_input)))` (raw_input defaults to the example).
     """
+    if throughput_batch is not None and throughput_batch < 1:
+        raise ConfigError(
+            f"throughput batch must be >= 1 (or None to skip), got {throughput_batch}"
+        )
     if example is None:
         example = data.normalized(torch.arange(1)) if data is not None else example_input(model)
     example = example[:1]
