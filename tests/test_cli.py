@@ -105,3 +105,56 @@ def test_console_script_runs():
         [sys.executable, "-m", "slimkit.cli", "zoo"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "lenet300_100" in result.stdout
+
+
+def test_prune_magnitude_writes_smaller_sparse_artifact(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "prune",
+        "--method",
+        "magnitude",
+        "--amount",
+        "0.9",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0
+    artifact = tmp_path / "lenet5-sparse.safetensors"
+    assert artifact.exists()
+    assert "parameters (non-zero)" in out and "top-1 accuracy" in out
+    from slimkit.prune import load_sparse
+
+    model = load_sparse(create("lenet5"), artifact)
+    nonzero = sum(int(p.count_nonzero()) for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert nonzero / total == pytest.approx(0.1, abs=0.02)
+    assert artifact.stat().st_size < 0.3 * total * 4
+
+
+def test_prune_channels_shrinks_layers(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "prune",
+        "lenet5",
+        "--method",
+        "channel",
+        "--amount",
+        "0.5",
+        "--finetune-epochs",
+        "0",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0
+    from slimkit.prune import load_pruned
+
+    model = load_pruned(tmp_path / "lenet5-channels.safetensors")
+    assert model.conv1.out_channels == 3 and model.conv2.out_channels == 8
+    assert "MACs / sample" in out
+
+
+def test_prune_bad_amount_is_one_line(capsys, tmp_path):
+    line = one_line_error(capsys, "prune", "lenet5", "--amount", "1.5", "--out", str(tmp_path))
+    assert "1.5" in line

@@ -6,12 +6,22 @@ Library errors (`SlimkitError`) become one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from slimkit.errors import SlimkitError
-from slimkit.measure import Metrics
+import torch
+
+from slimkit import prune
+from slimkit.data import load, load_embedded
+from slimkit.default import DEFAULT_MODEL, default_model
+from slimkit.errors import ConfigError, SlimkitError
+from slimkit.measure import Metrics, measure
+from slimkit.nn import create, list_models, model_info
+from slimkit.train import TrainConfig, fit
+from slimkit.weights import load_weights
 
 log = logging.getLogger("slimkit")
 
@@ -90,40 +100,57 @@ def format_metrics(m: Metrics) -> str:
     return "\n".join(lines)
 
 
-def _load_model(name: str | None, weights: str | None, data_path: str | None):
-    """Resolve (model, eval data, train time) for `profile` from the arguments."""
-    from slimkit.data import load, load_embedded
-    from slimkit.default import DEFAULT_MODEL, default_model
-    from slimkit.nn import create, model_info
-    from slimkit.weights import load_weights
+def format_comparison(before: Metrics, after: Metrics) -> str:
+    """Before/after table of the figures a compression step changes."""
 
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}x" if a and b else "—"
+
+    rows = [
+        ("parameters (non-zero)", before.params_nonzero, after.params_nonzero, _fmt_count),
+        ("file size", before.size_file_bytes, after.size_file_bytes, _fmt_bytes),
+        ("MACs / sample", before.macs, after.macs, _fmt_count),
+        ("effective MACs", before.macs_effective, after.macs_effective, _fmt_count),
+        ("latency p50 (ms)", before.latency_p50_ms, after.latency_p50_ms, lambda v: f"{v:.3f}"),
+    ]
+    lines = [f"  {'':<24} {'before':>12} {'after':>12} {'reduction':>10}"]
+    for label, a, b, fmt in rows:
+        lines.append(f"  {label:<24} {fmt(a):>12} {fmt(b):>12} {ratio(a, b):>10}")
+    if before.top1 is not None and after.top1 is not None:
+        lines.append(
+            f"  {'top-1 accuracy (%)':<24} {before.top1:>12.2f} {after.top1:>12.2f} "
+            f"{after.top1 - before.top1:>+9.2f}pt"
+        )
+    return "\n".join(lines)
+
+
+def _load_model(name: str | None, weights: str | None, data_path: str | None):
+    """Resolve (name, model, data splits or None, train time) from the arguments."""
     if name is None and weights is None:
         trained = default_model()
         data = load(data_path) if data_path else trained.data
-        return DEFAULT_MODEL, trained.model, data.test, trained.train_time_s
+        return DEFAULT_MODEL, trained.model, data, trained.train_time_s
     name = name or DEFAULT_MODEL
     model = create(name)
     if weights:
         load_weights(model, weights)
     else:
-        log.warning("no --weights given: profiling an untrained %s (accuracy is chance)", name)
+        log.warning("no --weights given: using an untrained %s (accuracy is chance)", name)
     if data_path:
         data = load(data_path)
     elif model_info(name).dataset == "mnist":
         data = load_embedded()
     else:
         data = None
-    return name, model, data.test if data else None, None
+    return name, model, data, None
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from slimkit.measure import measure
-
     name, model, data, train_time = _load_model(args.model, args.weights, args.data)
     metrics = measure(
         model,
         name=name,
-        data=data,
+        data=data.test if data else None,
         artifact=args.weights,
         threads=args.threads,
         throughput_batch=args.throughput_batch,
@@ -135,8 +162,47 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+
+    name, model, data, _ = _load_model(args.model, args.weights, args.data)
+    if data is None:
+        raise ConfigError(f"{name} needs --data to fine-tune and measure accuracy")
+    train, test = data.train, data.test
+    options = dict(threads=args.threads, memory=False, layers=False, latency_calls=100)
+    before = measure(model, name=name, data=test, artifact=args.weights, **options)
+    out = Path(args.out)
+    finetune = TrainConfig(
+        epochs=max(args.finetune_epochs, 1), optimizer="sgd", lr=args.lr, weight_decay=1e-4
+    )
+    if args.method == "magnitude":
+        pruned = copy.deepcopy(model)
+        prune.prune_magnitude(
+            pruned, prune.MagnitudePruning(sparsity=args.amount, scope=args.scope)
+        )
+        if args.finetune_epochs:
+            fit(pruned, train, finetune, after_step=prune.reapply_masks)
+        prune.make_permanent(pruned)
+        artifact = prune.save_sparse(pruned, out / f"{name}-sparse.safetensors")
+    else:
+        config = prune.ChannelPruning(
+            ratio=args.amount,
+            importance=args.importance,
+            scope=args.scope,
+            round_to=args.round_to,
+        )
+        pruned = prune.prune_channels(model, config, test.normalized(torch.arange(2)))
+        if args.finetune_epochs:
+            fit(pruned, train, finetune)
+        artifact = prune.save_pruned(
+            pruned, out / f"{name}-channels.safetensors", arch={"zoo": name, "kwargs": {}}
+        )
+    after = measure(pruned, name=f"{name} pruned", data=test, artifact=artifact, **options)
+    print(f"slimkit prune: {name}, {args.method} {args.amount}, wrote {artifact}")
+    print(format_comparison(before, after))
+    return 0
+
+
 def cmd_zoo(_args: argparse.Namespace) -> int:
-    from slimkit.nn import list_models, model_info
 
     names = list_models()
     width = max(len(n) for n in names)
@@ -164,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", help="write a Chrome/Perfetto trace of the per-layer profile here")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     p.set_defaults(func=cmd_profile)
+
+    pr = sub.add_parser("prune", help="prune a model and write the smaller artifact")
+    pr.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")
+    pr.add_argument("--method", choices=["magnitude", "channel"], default="magnitude")
+    pr.add_argument(
+        "--amount",
+        type=float,
+        default=0.9,
+        help="magnitude: fraction of weights zeroed; channel: fraction of channels removed",
+    )
+    pr.add_argument("--scope", choices=["layer", "global"], default="global")
+    pr.add_argument("--importance", default="l1", help="channel importance: l1 l2 taylor ...")
+    pr.add_argument("--round-to", type=int, default=1, help="keep channel counts multiples of N")
+    pr.add_argument("--finetune-epochs", type=int, default=2)
+    pr.add_argument("--lr", type=float, default=0.01)
+    pr.add_argument("--weights", help="weights file (.safetensors or a torch state dict)")
+    pr.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
+    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--out", default="out", help="folder for the pruned artifact")
+    pr.set_defaults(func=cmd_prune)
 
     z = sub.add_parser("zoo", help="list the models in the zoo")
     z.set_defaults(func=cmd_zoo)

@@ -1,0 +1,54 @@
+"""Pruning: unstructured magnitude pruning with masks and schedules, sparse storage, and
+structured channel pruning that removes channels for real, with its importance criteria."""
+
+from slimkit.prune.importance import (
+    IMPORTANCE,
+    accumulate_grads,
+    bn_sparsity,
+    bn_sparsity_loss,
+    get_importance,
+    register_importance,
+)
+from slimkit.prune.sparse import from_sparse, load_sparse, save_sparse, sparse_bytes, to_sparse
+from slimkit.prune.structured import (
+    ChannelPruning,
+    load_pruned,
+    prune_channels,
+    prune_channels_,
+    save_pruned,
+)
+from slimkit.prune.unstructured import (
+    MagnitudePruning,
+    cubic_sparsity,
+    gradual_prune,
+    iterative_prune,
+    make_permanent,
+    prune_magnitude,
+    reapply_masks,
+)
+
+__all__ = [
+    "IMPORTANCE",
+    "ChannelPruning",
+    "MagnitudePruning",
+    "accumulate_grads",
+    "bn_sparsity",
+    "bn_sparsity_loss",
+    "cubic_sparsity",
+    "from_sparse",
+    "get_importance",
+    "gradual_prune",
+    "iterative_prune",
+    "load_pruned",
+    "load_sparse",
+    "make_permanent",
+    "prune_channels",
+    "prune_channels_",
+    "prune_magnitude",
+    "reapply_masks",
+    "register_importance",
+    "save_pruned",
+    "save_sparse",
+    "sparse_bytes",
+    "to_sparse",
+]
