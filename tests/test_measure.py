@@ -283,3 +283,19 @@ def test_wrong_input_shape_is_named():
 
     with pytest.raises(ShapeError, match=r"expects input of shape \(N, 1, 8, 8\)"):
         measure(small_cnn(), example=torch.randn(1, 3, 32, 32), memory=False)
+
+
+def test_compare_latency_interleaves_and_ranks():
+    from slimkit.measure import compare_latency
+
+    small, big = nn.Linear(32, 32), nn.Sequential(*[nn.Linear(256, 256) for _ in range(8)])
+    stats = compare_latency(
+        {"small": nn.Sequential(nn.Linear(256, 32), small), "big": big},
+        torch.randn(1, 256),
+        rounds=4,
+        calls_per_round=5,
+        warmup=2,
+    )
+    assert stats["small"].calls == stats["big"].calls == 20
+    assert stats["small"].p50_ms < stats["big"].p50_ms
+    assert stats["big"].threads == 1

@@ -1,7 +1,7 @@
 """Measure a model honestly: params, size, MACs, latency, memory, accuracy, scores, per layer."""
 
 from slimkit.measure.accuracy import EvalResult, evaluate
-from slimkit.measure.latency import LatencyStats, measure_latency
+from slimkit.measure.latency import LatencyStats, compare_latency, measure_latency
 from slimkit.measure.macs import MacCount, count_macs
 from slimkit.measure.memory import MemoryPeak, peak_memory
 from slimkit.measure.metrics import Metrics, measure
@@ -19,6 +19,7 @@ __all__ = [
     "MemoryPeak",
     "Metrics",
     "ParamCount",
+    "compare_latency",
     "count_macs",
     "count_params",
     "dense_bytes",

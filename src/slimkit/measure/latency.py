@@ -7,6 +7,7 @@ core). Percentiles come from the individual calls, not from an average over a lo
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -102,3 +103,34 @@ def measure_latency(
         times = time_calls(call, warmup=warmup, calls=calls)
     batch = example.shape[0] if isinstance(example, torch.Tensor) else 1
     return summarize(times, threads=threads, batch_size=batch)
+
+
+def compare_latency(
+    models: dict[str, nn.Module],
+    example: torch.Tensor,
+    *,
+    threads: int = 1,
+    rounds: int = 20,
+    calls_per_round: int = 25,
+    warmup: int = 10,
+) -> dict[str, LatencyStats]:
+    """Latency of several models measured in interleaved rounds (A, B, A, B, …).
+
+    On a shared, noisy machine a slow spell then hits every model alike, so ratios between the
+    returned medians are fair where back-to-back runs are not.
+    """
+    if not models:
+        raise ConfigError("compare_latency needs at least one model")
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with num_threads(threads), torch.inference_mode(), contextlib.ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(eval_mode(model))
+        for model in models.values():
+            time_calls(lambda m=model: m(example), warmup=warmup, calls=1)
+        for _ in range(rounds):
+            for name, model in models.items():
+                times[name] += time_calls(
+                    lambda m=model: m(example), warmup=0, calls=calls_per_round
+                )
+    batch = example.shape[0]
+    return {name: summarize(t, threads=threads, batch_size=batch) for name, t in times.items()}
