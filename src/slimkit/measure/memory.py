@@ -1,5 +1,9 @@
 """Peak memory (RSS high-water mark) of running a function, in a fresh forked process.
 
+The figure is the steady-state working set of the call: the child runs it once to warm up
+(torch initializes kernels and pools lazily, tens of MB that are the runtime's, not the
+model's), returns the freed heap to the OS, then measures a second run.
+
 `tracemalloc` cannot see torch's allocator, and the high-water mark of a long-lived process
 remembers every earlier peak. So the work runs in a forked child that resets its own mark
 (`/proc/self/clear_refs` ← 5, Linux ≥ 4.0), reads its RSS, runs, and reports `VmHWM`. The child
@@ -14,6 +18,9 @@ that way.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import multiprocessing as mp
 import os
 import traceback
@@ -51,9 +58,19 @@ def _status_bytes() -> dict[str, int]:
     return values
 
 
+def _release_free_heap() -> None:
+    """Hand the heap's free pages back to the OS, so the call's allocations show as RSS growth
+    instead of silently reusing pages the parent freed (which a fork inherits resident)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _child(fn: Callable[[], Any], conn: Any) -> None:
     try:
         torch.set_num_threads(1)
+        fn()  # warm-up: one-time runtime set-up (kernel JIT, thread pools) is not the model's
+        _release_free_heap()
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
         before = _status_bytes()
