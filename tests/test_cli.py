@@ -142,6 +142,8 @@ def test_prune_channels_shrinks_layers(capsys, tmp_path):
         "channel",
         "--amount",
         "0.5",
+        "--scope",
+        "layer",
         "--finetune-epochs",
         "0",
         "--out",
