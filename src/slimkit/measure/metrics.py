@@ -140,12 +140,9 @@ def measure(
             postprocess=postprocess,
         )
     throughput = None
-    big_batch = (
-        example.expand(throughput_batch, *example.shape[1:]).contiguous()
-        if (throughput_batch)
-        else None
-    )
-    if big_batch is not None:
+    big_batch = None
+    if throughput_batch is not None:
+        big_batch = example.expand(throughput_batch, *example.shape[1:]).contiguous()
         calls = max(5, latency_calls // 10)
         throughput = measure_latency(
             model, big_batch, threads=threads, calls=calls, warmup=3
@@ -163,7 +160,9 @@ def measure(
         result = evaluate(model, data)
         top1, top5, samples = result.top1, result.top5, result.samples
     layer_rows = (
-        profile_layers(model, example, threads=threads, trace_path=trace_path) if layers else []
+        profile_layers(model, example, threads=threads, trace_path=trace_path, macs=macs)
+        if layers
+        else []
     )
     paths = [artifact] if isinstance(artifact, (str, Path)) else artifact
     return Metrics(

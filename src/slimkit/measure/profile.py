@@ -19,7 +19,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from slimkit.measure.common import eval_mode, num_threads
-from slimkit.measure.macs import count_macs, leaf_modules
+from slimkit.measure.macs import MacCount, count_macs, leaf_modules
 from slimkit.measure.params import module_tensors
 
 _PREFIX = "slimkit::"
@@ -90,9 +90,12 @@ def profile_layers(
     warmup: int = 5,
     calls: int = 20,
     trace_path: str | Path | None = None,
+    macs: MacCount | None = None,
 ) -> list[LayerProfile]:
-    """Profile every leaf module; optionally write a Chrome/Perfetto trace (JSON) of the calls."""
-    counts = count_macs(model, example)
+    """Profile every leaf module; optionally write a Chrome/Perfetto trace (JSON) of the calls.
+
+    `macs` reuses a count already taken on the same example."""
+    counts = macs if macs is not None else count_macs(model, example)
     batch = example.shape[0]
     with num_threads(threads), eval_mode(model), torch.inference_mode():
         for _ in range(warmup):
