@@ -27,8 +27,8 @@ from slimkit.train import TrainConfig
 from slimkit.weights import load_weights
 
 REFERENCE = {"lenet300_100": (12.0, 1.59), "lenet5_caffe": (12.0, 0.77)}
-RAMP_EPOCHS = 20
-FINETUNE = TrainConfig(epochs=40, batch_size=128, lr=0.02, weight_decay=1e-4, schedule="cosine")
+RAMP_EPOCHS = 30
+FINETUNE = TrainConfig(epochs=60, batch_size=128, lr=0.02, weight_decay=1e-4, schedule="cosine")
 
 
 def prune_one(name: str, sparsity: float, shared: Path) -> dict:
