@@ -21,13 +21,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from slimkit.data import cache_dir, load
 from slimkit.files import atomic_write_text
 from slimkit.measure import measure
 from slimkit.nn import create
 from slimkit.train import TrainConfig, fit
-from slimkit.weights import save_weights
+from slimkit.weights import load_weights, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,6 +76,19 @@ def machine() -> str:
 
 def baseline_path(model: str) -> Path:
     return cache_dir() / "baselines" / f"{model}.safetensors"
+
+
+def load_baseline(name: str) -> nn.Module:
+    """The trained baseline of `name`, or exit saying which command trains it."""
+    if name not in RECIPES:
+        raise SystemExit(f"no baseline recipe for {name!r}; recipes: {', '.join(RECIPES)}")
+    weights = baseline_path(name)
+    if not weights.exists():
+        dataset = RECIPES[name][0]
+        raise SystemExit(
+            f"no baseline at {weights}: run `python benchmarks/baselines.py {dataset}`"
+        )
+    return load_weights(create(name), weights).eval()
 
 
 def train_baseline(name: str, shared: Path, epochs: int | None = None) -> dict:

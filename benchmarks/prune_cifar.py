@@ -20,22 +20,17 @@ from pathlib import Path
 
 import torch
 
-from baselines import DATA, RESULTS, ROOT, baseline_path, machine
+from baselines import DATA, RESULTS, ROOT, load_baseline, machine
 from slimkit.data import cache_dir, load
 from slimkit.files import atomic_write_text
 from slimkit.measure import compare_latency, count_macs, evaluate, measure
-from slimkit.nn import create
 from slimkit.prune import ChannelPruning, prune_channels, save_pruned
 from slimkit.train import TrainConfig, fit
-from slimkit.weights import load_weights
 
 
 def run(name: str, ratio: float, importance: str, epochs: int, shared: Path) -> dict:
     data = load(shared / "data" / DATA["cifar10"])
-    weights = baseline_path(name)
-    if not weights.exists():
-        raise SystemExit(f"no baseline at {weights}: run `python benchmarks/baselines.py cifar10`")
-    dense = load_weights(create(name), weights).eval()
+    dense = load_baseline(name)
     dense_eval = evaluate(dense, data.test)
     example = data.test.normalized(torch.arange(1))  # (1, 3, 32, 32)
 

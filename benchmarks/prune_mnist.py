@@ -16,15 +16,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from baselines import RESULTS, ROOT, baseline_path, machine
+from baselines import RESULTS, ROOT, baseline_path, load_baseline, machine
 from slimkit.data import cache_dir, load
 from slimkit.files import atomic_write_text
 from slimkit.measure import evaluate, measure
-from slimkit.nn import create
 from slimkit.prune.sparse import save_sparse
 from slimkit.prune.unstructured import MagnitudePruning, gradual_prune, make_permanent
 from slimkit.train import TrainConfig
-from slimkit.weights import load_weights
 
 REFERENCE = {"lenet300_100": (12.0, 1.59), "lenet5_caffe": (12.0, 0.77)}
 RAMP_EPOCHS = 30
@@ -33,10 +31,7 @@ FINETUNE = TrainConfig(epochs=60, batch_size=128, lr=0.02, weight_decay=1e-4, sc
 
 def prune_one(name: str, sparsity: float, shared: Path) -> dict:
     data = load(shared / "data" / "mnist")
-    weights = baseline_path(name)
-    if not weights.exists():
-        raise SystemExit(f"no baseline at {weights}: run `python benchmarks/baselines.py mnist`")
-    model = load_weights(create(name), weights)
+    model = load_baseline(name)
     dense = evaluate(model, data.test)
     t0 = time.perf_counter()
     records = gradual_prune(

@@ -163,7 +163,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-
     name, model, data, _ = _load_model(args.model, args.weights, args.data)
     if data is None:
         raise ConfigError(f"{name} needs --data to fine-tune and measure accuracy")
@@ -171,15 +170,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
     options = dict(threads=args.threads, memory=False, layers=False, latency_calls=100)
     before = measure(model, name=name, data=test, artifact=args.weights, **options)
     out = Path(args.out)
-    finetune = TrainConfig(
-        epochs=max(args.finetune_epochs, 1), optimizer="sgd", lr=args.lr, weight_decay=1e-4
-    )
+    finetune = None  # 0 epochs: prune only; a negative count is rejected by TrainConfig
+    if args.finetune_epochs != 0:
+        finetune = TrainConfig(
+            epochs=args.finetune_epochs, optimizer="sgd", lr=args.lr, weight_decay=1e-4
+        )
     if args.method == "magnitude":
         pruned = copy.deepcopy(model)
         prune.prune_magnitude(
             pruned, prune.MagnitudePruning(sparsity=args.amount, scope=args.scope)
         )
-        if args.finetune_epochs:
+        if finetune:
             fit(pruned, train, finetune, after_step=prune.reapply_masks)
         prune.make_permanent(pruned)
         artifact = prune.save_sparse(pruned, out / f"{name}-sparse.safetensors")
@@ -191,7 +192,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             round_to=args.round_to,
         )
         pruned = prune.prune_channels(model, config, test.normalized(torch.arange(2)))
-        if args.finetune_epochs:
+        if finetune:
             fit(pruned, train, finetune)
         artifact = prune.save_pruned(
             pruned, out / f"{name}-channels.safetensors", arch={"zoo": name, "kwargs": {}}
@@ -203,7 +204,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(_args: argparse.Namespace) -> int:
-
     names = list_models()
     width = max(len(n) for n in names)
     for n in names:
