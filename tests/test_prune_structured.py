@@ -74,14 +74,20 @@ def same(a: nn.Module, b: nn.Module, x: Tensor) -> bool:
 # --- every model, every pattern -------------------------------------------------------------
 
 
+# nn.MultiheadAttention is a boundary: the Transformer's residual stream keeps its width and only
+# the MLP hidden layers halve, so its counts fall less.
+SHARE_LEFT = {"transformer_mnist": 0.8}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_zoo_model_halves(name):
     model = zoo_model(name)
     x = example(model)
     pruned = prune_channels(model, ChannelPruning(0.5), x)
     assert pruned(x).shape == model(x).shape
-    assert params(pruned) < 0.6 * params(model)
-    assert macs(pruned, x) < 0.6 * macs(model, x)
+    left = SHARE_LEFT.get(name, 0.6)
+    assert params(pruned) < left * params(model)
+    assert macs(pruned, x) < left * macs(model, x)
     with torch.no_grad():
         assert torch.equal(prune_channels(model, ChannelPruning(0.0), x)(x), model(x))
 

@@ -141,6 +141,13 @@ def mobilenet_macs(
     return macs + cin * num_classes
 
 
+
+def transformer_params(dim=64, depth=2, mlp_dim=128, tokens=28, token_dim=28, classes=10):
+    """Row embedding + positions, per block 2 LayerNorms + MHA (4d² + 4d) + MLP, LN, head."""
+    block = 4 * dim + (4 * dim * dim + 4 * dim) + (dim * mlp_dim + mlp_dim) + (mlp_dim * dim + dim)
+    embed = token_dim * dim + dim + tokens * dim
+    return embed + depth * block + 2 * dim + dim * classes + classes
+
 PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "lenet300_100": lenet300_100_params,
     "lenet5": lenet5_params,
@@ -149,6 +156,7 @@ PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "vgg11": partial(vgg_params, 11),
     "vgg16": partial(vgg_params, 16),
     "mobilenet_v1": mobilenet_params,
+    "transformer_mnist": transformer_params,
 }
 
 
@@ -219,8 +227,7 @@ def test_num_classes_option(name: str) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_param_count_default(name: str) -> None:
-    if name not in PARAM_FORMULAS:
-        pytest.skip(f"no parameter formula for {name!r} in test_zoo.py yet")
+    assert name in PARAM_FORMULAS, f"add a parameter formula for {name!r} to test_zoo.py"
     kwargs = FAST_KWARGS.get(name, {})
     assert n_params(create(name, **kwargs)) == PARAM_FORMULAS[name](**kwargs)
 

@@ -137,7 +137,7 @@ def build_graph(model: nn.Module, example: Tensor, *, leaves: Collection[str] = 
     modes = [(m, m.training) for m in model.modules()]
     model.eval()  # traced and run as in inference; one sample needs BN's running statistics
     try:
-        graph = _trace(model, set(leaves))
+        graph = trace(model, set(leaves))
         with torch.no_grad(), num_threads(1):  # one sample: threads would only contend
             out_shape = builder.run(graph, example[:1].clone())
     finally:
@@ -174,8 +174,10 @@ class _Tracer(fx.Tracer):
             self.path.pop()
 
 
-def _trace(model: nn.Module, leaves: set[str]) -> fx.Graph:
-    tracer = _Tracer(leaves)
+def trace(model: nn.Module, leaves: Collection[str] = ()) -> fx.Graph:
+    """The torch.fx graph of `model` (torch.nn layers and `leaves` kept whole), or a one-line
+    ConfigError naming the module where tracing failed."""
+    tracer = _Tracer(set(leaves))
     try:
         return tracer.trace(model)
     except Exception as e:

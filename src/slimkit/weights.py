@@ -11,7 +11,7 @@ import pickle
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -19,8 +19,13 @@ from slimkit.errors import WeightsError
 from slimkit.files import atomic_write
 
 
-def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write a model's state dict as safetensors, atomically. Tied tensors are stored once."""
+def save_weights(
+    model: nn.Module | dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a model's state dict as safetensors, atomically. Tied tensors are stored once;
+    `metadata` (str → str) goes into the file's header."""
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
@@ -32,8 +37,9 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.Path
             continue
         first_name[key] = name
         tensors[name] = t.detach().contiguous().clone()
-    metadata = {f"alias:{k}": v for k, v in aliases.items()}
-    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+    header = dict(metadata or {})
+    header.update({f"alias:{k}": v for k, v in aliases.items()})
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=header)))
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -45,7 +51,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         head = f.read(8)
     try:
         if path.suffix == ".safetensors" or not head.startswith(b"PK"):
-            return _read_safetensors(path)
+            return read_safetensors(path)[0]
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise WeightsError(
@@ -67,16 +73,21 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (tied aliases restored) and header metadata of a safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"file '{path}' does not exist")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"'{path}' is not a safetensors file ({_first_line(e)})") from None
     for key, target in meta.items():
         if key.startswith("alias:") and target in tensors:
             tensors[key.removeprefix("alias:")] = tensors[target]
-    return tensors
+    return tensors, meta
 
 
 def _first_line(e: BaseException) -> str:

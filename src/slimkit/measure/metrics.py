@@ -109,6 +109,7 @@ def measure(
     layers: bool = True,
     train_time_s: float | None = None,
     trace_path: str | Path | None = None,
+    reference: nn.Module | None = None,
 ) -> Metrics:
     """Measure `model` on every metric; see `Metrics` for the fields.
 
@@ -116,6 +117,11 @@ def measure(
     model's `input_shape` attribute makes a random one, or the first sample of `data`. With
     `preprocess`/`postprocess`, end-to-end latency is timed too, as
     `postprocess(model(preprocess(raw_input)))` (raw_input defaults to the example).
+
+    For a model on another runtime (int8 graph, ONNX Runtime) that torch cannot count op by op,
+    `reference` is the float model it implements: parameters, MACs and the per-layer profile come
+    from it, while speed, memory, accuracy and sizes are the runtime model's own. Training
+    memory is then not measured (the runtime model does not train).
     """
     if throughput_batch is not None and throughput_batch < 1:
         raise ConfigError(
@@ -125,9 +131,10 @@ def measure(
         example = data.normalized(torch.arange(1)) if data is not None else example_input(model)
     example = example[:1]
     check_input(model, example)
-    params = count_params(model)
-    macs = count_macs(model, example)
-    macs_train = count_macs(model, example, training=True)
+    counted = reference if reference is not None else model
+    params = count_params(counted)
+    macs = count_macs(counted, example)
+    macs_train = count_macs(counted, example, training=True)
     latency = measure_latency(model, example, threads=threads, calls=latency_calls)
     end_to_end = None
     if preprocess is not None or postprocess is not None:
@@ -151,16 +158,17 @@ def measure(
     mem_inf = mem_train = None
     if memory:
         mem_inf = weights_in_memory + _inference_memory(model, example)
-        mem_train = weights_in_memory + _training_step_memory(
-            model, big_batch if big_batch is not None else example
-        )
+        if reference is None:
+            mem_train = weights_in_memory + _training_step_memory(
+                model, big_batch if big_batch is not None else example
+            )
     top1 = top5 = None
     samples = None
     if data is not None:
         result = evaluate(model, data)
         top1, top5, samples = result.top1, result.top5, result.samples
     layer_rows = (
-        profile_layers(model, example, threads=threads, trace_path=trace_path, macs=macs)
+        profile_layers(counted, example, threads=threads, trace_path=trace_path, macs=macs)
         if layers
         else []
     )
@@ -170,7 +178,7 @@ def measure(
         params=params.total,
         params_nonzero=params.nonzero,
         sparsity=params.sparsity,
-        size_dense_bytes=dense_bytes(model),
+        size_dense_bytes=dense_bytes(counted),
         size_tensors_bytes=weights_in_memory,
         size_file_bytes=file_bytes(*paths) if paths else saved_bytes(model),
         macs=macs.dense,

@@ -37,7 +37,7 @@ __all__ = [
 DATASETS = ("mnist", "cifar10", "imagenet")
 
 # Modules under slimkit.nn that register models when imported.
-_BUILTIN_MODULES = ("lenet", "resnet_cifar", "vgg", "mobilenet")
+_BUILTIN_MODULES = ("lenet", "resnet_cifar", "vgg", "mobilenet", "transformer")
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 

@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from slimkit.arch import check_arch, describe, rebuild, replace_tensor
 from slimkit.errors import ConfigError, WeightsError
-from slimkit.files import atomic_write
-from slimkit.graph import CHANNEL_NORM, CONV, LAYERS, ChannelGraph, Group, build_graph
+from slimkit.graph import CHANNEL_NORM, CONV, ChannelGraph, Group, build_graph
 from slimkit.measure.common import check_input, eval_mode, first_tensor, num_threads
 from slimkit.prune.importance import Importance, accumulate_grads, get_importance
-from slimkit.weights import check_weights
+from slimkit.weights import check_weights, read_safetensors, save_weights
 
 SCOPES = ("layer", "global")
 METADATA_KEY = "slimkit.pruned"
@@ -295,16 +293,6 @@ def _apply(graph: ChannelGraph, removed: Tensor) -> None:
         _prune_layer(module, sides, axis)
 
 
-def _replace(module: nn.Module, name: str, value: Tensor | None) -> None:
-    old = getattr(module, name, None)
-    if value is None or old is None:
-        return
-    if isinstance(old, nn.Parameter):
-        setattr(module, name, nn.Parameter(value.detach().clone(), old.requires_grad))
-    else:
-        setattr(module, name, value.detach().clone())
-
-
 def _prune_layer(m: nn.Module, sides: dict[str, Tensor], axis: int) -> None:
     """Slice `m`'s weights to the kept channels and update its shape attributes."""
     tensors = list(m.parameters()) + list(m.buffers())
@@ -327,20 +315,20 @@ def _prune_layer(m: nn.Module, sides: dict[str, Tensor], axis: int) -> None:
             index = index.view(*index.shape, *[1] * (weight.dim() - 2))
             weight = torch.gather(weight, 1, index.expand(-1, -1, *weight.shape[2:]))
             groups = m.groups
-        _replace(m, "weight", weight)
-        _replace(m, "bias", m.bias[rows] if m.bias is not None else None)
+        replace_tensor(m, "weight", weight)
+        replace_tensor(m, "bias", m.bias[rows] if m.bias is not None else None)
         m.in_channels, m.out_channels, m.groups = int(keep_in.sum()), len(rows), groups
     elif isinstance(m, nn.Linear):
         keep_in = sides.get("in", m.weight.new_ones(m.in_features, dtype=torch.bool))
         keep_out = sides.get("out", m.weight.new_ones(m.out_features, dtype=torch.bool))
-        _replace(m, "weight", m.weight[keep_out][:, keep_in])
-        _replace(m, "bias", m.bias[keep_out] if m.bias is not None else None)
+        replace_tensor(m, "weight", m.weight[keep_out][:, keep_in])
+        replace_tensor(m, "bias", m.bias[keep_out] if m.bias is not None else None)
         m.in_features, m.out_features = int(keep_in.sum()), int(keep_out.sum())
     elif isinstance(m, (*CHANNEL_NORM, nn.GroupNorm)):
         keep = sides["norm"]
         for name in ("weight", "bias", "running_mean", "running_var"):
             value = getattr(m, name, None)
-            _replace(m, name, value[keep] if value is not None else None)
+            replace_tensor(m, name, value[keep] if value is not None else None)
         if isinstance(m, nn.GroupNorm):
             m.num_channels = int(keep.sum())
         else:
@@ -349,7 +337,7 @@ def _prune_layer(m: nn.Module, sides: dict[str, Tensor], axis: int) -> None:
         index = torch.nonzero(sides["norm"]).flatten()
         for name in ("weight", "bias"):
             value = getattr(m, name, None)
-            _replace(m, name, value.index_select(axis, index) if value is not None else None)
+            replace_tensor(m, name, value.index_select(axis, index) if value is not None else None)
         shape = list(m.normalized_shape)
         shape[axis] = len(index)
         m.normalized_shape = tuple(shape)
@@ -377,26 +365,6 @@ def _check_runs(model: nn.Module, example: Tensor, expected: tuple[int, ...]) ->
 
 # --- saving and loading without pickle -------------------------------------------------------
 
-_FIELDS: list[tuple[Any, tuple[str, ...]]] = [
-    (CONV, ("in_channels", "out_channels", "groups")),
-    (nn.Linear, ("in_features", "out_features")),
-    (CHANNEL_NORM, ("num_features",)),
-    (nn.GroupNorm, ("num_groups", "num_channels")),
-    (nn.LayerNorm, ("normalized_shape",)),
-]
-
-
-def _fields(m: nn.Module) -> tuple[str, ...]:
-    return next(f for types, f in _FIELDS if isinstance(m, types))
-
-
-def _describe(m: nn.Module) -> dict[str, Any]:
-    desc: dict[str, Any] = {"type": type(m).__name__}
-    for f in _fields(m):
-        value = getattr(m, f)
-        desc[f] = list(value) if isinstance(value, tuple) else value
-    return desc
-
 
 def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: dict[str, Any]) -> Path:
     """Write weights + layer shapes as one safetensors file (atomically); nothing is pickled.
@@ -404,26 +372,8 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: dict[str, An
     `arch` says how to build the unpruned model: {"zoo": name, "kwargs": {...}} for a zoo model,
     or {"kwargs": {...}} passed to the `factory` given to `load_pruned`. It must be JSON.
     """
-    if not isinstance(arch, dict):
-        raise ConfigError(f"arch must be a dict such as {{'zoo': 'resnet20'}}, got {arch!r}")
-    layers = {name: _describe(m) for name, m in model.named_modules() if isinstance(m, LAYERS)}
-    try:
-        text = json.dumps({"format": FORMAT, "arch": arch, "layers": layers})
-    except (TypeError, ValueError) as e:
-        raise ConfigError(
-            f"arch must hold only JSON values (str, number, list, dict): {e}"
-        ) from None
-    tensors: dict[str, Tensor] = {}
-    metadata = {METADATA_KEY: text}
-    first: dict[tuple, str] = {}
-    for name, t in model.state_dict().items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-        if key in first and t.numel():  # tied weights: stored once, as slimkit.weights does
-            metadata[f"alias:{name}"] = first[key]
-            continue
-        first[key] = name
-        tensors[name] = t.detach().contiguous().clone()
-    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+    text = json.dumps({"format": FORMAT, "arch": check_arch(arch), "layers": describe(model)})
+    return save_weights(model, path, metadata={METADATA_KEY: text})
 
 
 def load_pruned(
@@ -432,42 +382,9 @@ def load_pruned(
     """Rebuild a model saved by `save_pruned`: the architecture from `arch` (the zoo, or
     `factory(**arch["kwargs"])`), described layers resized, then the weights checked and loaded."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"pruned model file '{path}' does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"'{path}' is not a safetensors file ({e})".splitlines()[0]) from None
-    for key, target in meta.items():
-        if key.startswith("alias:") and target in tensors:
-            tensors[key.removeprefix("alias:")] = tensors[target]
+    tensors, meta = read_safetensors(path)
     desc = _read_description(path, meta)
-    arch = desc["arch"]
-    kwargs = arch.get("kwargs", {})
-    if factory is not None:
-        model = factory(**kwargs)
-    elif "zoo" in arch:
-        from slimkit.nn import create
-
-        model = create(arch["zoo"], **kwargs)
-    else:
-        raise ConfigError(f"'{path.name}' has no zoo model name in its arch: pass factory=")
-    modules = dict(model.named_modules())
-    for name, layer in desc["layers"].items():
-        m = modules.get(name)
-        if m is None or not isinstance(layer, dict):
-            raise WeightsError(
-                f"'{path.name}' describes layer {name!r} that {type(model).__name__} does not "
-                "have: the description is for another architecture"
-            )
-        if layer.get("type") != type(m).__name__ or not isinstance(m, LAYERS):
-            raise WeightsError(
-                f"'{path.name}' describes {name!r} as {layer.get('type')!r} but "
-                f"{type(model).__name__} has a {type(m).__name__} there"
-            )
-        _resize(m, layer, f"'{path.name}' layer {name!r}")
+    model = rebuild(desc["arch"], desc["layers"], factory, where=f"'{path.name}'")
     check_weights(model, tensors, source=f"weights '{path.name}'")
     model.load_state_dict(tensors)
     return model
@@ -491,47 +408,3 @@ def _read_description(path: Path, meta: dict[str, str]) -> dict[str, Any]:
     ):
         raise WeightsError(f"'{path.name}' does not hold a {FORMAT} description")
     return desc
-
-
-def _resize(m: nn.Module, layer: dict[str, Any], where: str) -> None:
-    """Give `m` the described shape (empty weights of the new shape; loading fills them)."""
-    fields = _fields(m)
-    values = {}
-    for f in fields:
-        v = layer.get(f)
-        ok = (
-            isinstance(v, list) and all(isinstance(x, int) and x > 0 for x in v)
-            if (f == "normalized_shape")
-            else isinstance(v, int) and not isinstance(v, bool) and v > 0
-        )
-        if not ok:
-            raise WeightsError(f"{where}: {f} must be positive integers, got {v!r}")
-        values[f] = tuple(v) if isinstance(v, list) else v
-    if all(values[f] == getattr(m, f) for f in fields):
-        return
-    shapes: dict[str, tuple[int, ...]] = {}
-    if isinstance(m, CONV):
-        cin, cout, groups = values["in_channels"], values["out_channels"], values["groups"]
-        if cin % groups or cout % groups:
-            raise WeightsError(f"{where}: channels {cin}, {cout} do not split into {groups} groups")
-        shapes = {"weight": (cout, cin // groups, *m.kernel_size), "bias": (cout,)}
-    elif isinstance(m, nn.Linear):
-        shapes = {"weight": (values["out_features"], values["in_features"]),
-                  "bias": (values["out_features"],)}  # fmt: skip
-    elif isinstance(m, nn.GroupNorm):
-        if values["num_channels"] % values["num_groups"]:
-            raise WeightsError(f"{where}: channels do not split into {values['num_groups']} groups")
-        shapes = dict.fromkeys(("weight", "bias"), (values["num_channels"],))
-    elif isinstance(m, nn.LayerNorm):
-        if len(values["normalized_shape"]) != len(m.normalized_shape):
-            raise WeightsError(f"{where}: normalized_shape has the wrong number of dims")
-        shapes = dict.fromkeys(("weight", "bias"), values["normalized_shape"])
-    else:
-        names = ("weight", "bias", "running_mean", "running_var")
-        shapes = dict.fromkeys(names, (values["num_features"],))
-    for name, shape in shapes.items():
-        old = getattr(m, name, None)
-        if old is not None:
-            _replace(m, name, torch.zeros(shape, dtype=old.dtype, device=old.device))
-    for f, v in values.items():
-        setattr(m, f, v)

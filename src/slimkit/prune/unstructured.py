@@ -34,7 +34,7 @@ from slimkit.data import ArrayDataset
 from slimkit.errors import ConfigError
 from slimkit.measure.accuracy import evaluate
 from slimkit.measure.params import count_params
-from slimkit.train import TrainConfig, fit
+from slimkit.train import ExtraLoss, TrainConfig, fit
 
 __all__ = [
     "DEFAULT_TYPES",
@@ -423,6 +423,7 @@ def gradual_prune(
     finetune: TrainConfig,
     prune_every_steps: int,
     val: ArrayDataset | None = None,
+    extra_loss: ExtraLoss | None = None,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Zhu & Gupta's (2017) gradual pruning during one `fit(model, train, finetune)` run.
@@ -431,7 +432,8 @@ def gradual_prune(
     along `cubic_sparsity` from 0 to `config.sparsity` (reached at the end of epoch `epochs`);
     the remaining `finetune.epochs - epochs` epochs train at the final sparsity. One record per
     pruning (step, target, sparsity, time_s since the start), then one for the end of training
-    (with val top-1 when `val` is given).
+    (with val top-1 when `val` is given). `extra_loss` goes to `fit`, e.g. a
+    `slimkit.distill.Distillation` from the dense model.
     """
     if config.sparsity is None:
         raise ConfigError(
@@ -464,7 +466,7 @@ def gradual_prune(
         else:
             reapply_masks(m)
 
-    fit(model, train, finetune, after_step=after_step, progress=progress)
+    fit(model, train, finetune, extra_loss=extra_loss, after_step=after_step, progress=progress)
     end: dict[str, Any] = {"step": step, "target": config.sparsity, **_state(model, masks)}
     if val is not None:
         end["val_top1"] = evaluate(model, val).top1
