@@ -1,6 +1,6 @@
 """Train the uncompressed baselines every later compression benchmark starts from.
 
-    python benchmarks/baselines.py mnist      # LeNet-300-100 and LeNet-5 (Caffe) on full MNIST
+    python benchmarks/baselines.py mnist      # LeNet-300-100, LeNet-5 (Caffe), Transformer
     python benchmarks/baselines.py cifar10    # ResNet-20 on the CIFAR-10 JPEG copy
 
 Weights go to <cache>/baselines/<model>.safetensors (resumable checkpoints beside them: a rerun
@@ -44,6 +44,19 @@ RECIPES: dict[str, tuple[str, TrainConfig, float | None]] = {
         "mnist",
         TrainConfig(epochs=30, batch_size=128, lr=0.05, weight_decay=5e-4, schedule="cosine"),
         0.80,
+    ),
+    "transformer_mnist": (
+        "mnist",
+        TrainConfig(
+            epochs=15,
+            batch_size=128,
+            optimizer="adamw",
+            lr=2e-3,
+            weight_decay=0.05,
+            schedule="cosine",
+            warmup_epochs=1,
+        ),
+        None,
     ),
     "resnet20": (
         "cifar10",
@@ -134,9 +147,10 @@ def main() -> None:
     parser.add_argument("dataset", choices=["mnist", "cifar10"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--models", nargs="+", help="only these recipes of the data set")
     args = parser.parse_args()
     for name, (dataset, _cfg, _ref) in RECIPES.items():
-        if dataset == args.dataset:
+        if dataset == args.dataset and (not args.models or name in args.models):
             r = train_baseline(name, args.shared, args.epochs)
             m = r["metrics"]
             print(

@@ -141,12 +141,12 @@ def mobilenet_macs(
     return macs + cin * num_classes
 
 
-
 def transformer_params(dim=64, depth=2, mlp_dim=128, tokens=28, token_dim=28, classes=10):
     """Row embedding + positions, per block 2 LayerNorms + MHA (4d² + 4d) + MLP, LN, head."""
     block = 4 * dim + (4 * dim * dim + 4 * dim) + (dim * mlp_dim + mlp_dim) + (mlp_dim * dim + dim)
     embed = token_dim * dim + dim + tokens * dim
     return embed + depth * block + 2 * dim + dim * classes + classes
+
 
 PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "lenet300_100": lenet300_100_params,

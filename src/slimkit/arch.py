@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from slimkit.errors import ConfigError, WeightsError
 from slimkit.graph import CHANNEL_NORM, CONV, LAYERS
@@ -29,6 +30,13 @@ def replace_tensor(module: nn.Module, name: str, value: Tensor | None) -> None:
         setattr(module, name, nn.Parameter(value.detach().clone(), old.requires_grad))
     else:
         setattr(module, name, value.detach().clone())
+
+
+def layer_type(m: nn.Module) -> str:
+    """The torch class name of a layer; torch.nn.utils.parametrize's injected subclass
+    (Conv2d → ParametrizedConv2d) reports its base, so quantized layers describe as plain ones."""
+    cls = type(m).__bases__[0] if parametrize.is_parametrized(m) else type(m)
+    return cls.__name__
 
 
 def check_arch(arch: Any) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def rebuild(
                 f"{where} describes layer {name!r} that {type(model).__name__} does not "
                 "have: the description is for another architecture"
             )
-        if layer.get("type") != type(m).__name__ or not isinstance(m, LAYERS):
+        if layer.get("type") != layer_type(m) or not isinstance(m, LAYERS):
             raise WeightsError(
                 f"{where} describes {name!r} as {layer.get('type')!r} but "
                 f"{type(model).__name__} has a {type(m).__name__} there"
@@ -100,7 +108,7 @@ def _fields(m: nn.Module) -> tuple[str, ...]:
 
 
 def _describe(m: nn.Module) -> dict[str, Any]:
-    desc: dict[str, Any] = {"type": type(m).__name__}
+    desc: dict[str, Any] = {"type": layer_type(m)}
     for f in _fields(m):
         value = getattr(m, f)
         desc[f] = list(value) if isinstance(value, tuple) else value

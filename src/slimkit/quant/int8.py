@@ -8,11 +8,11 @@ quantization is trained (QAT, straight-through estimator), and `convert_pt2e` pr
 quantize/dequantize graph that inductor lowers to oneDNN int8 kernels under `torch.compile` with
 freezing. Without compiling the same graph runs, slower than fp32, as a reference.
 
-Measured on this 2-core AVX2 machine without VNNI (torch 2.13, torchao 0.18, 1 thread): compiled
-int8 runs 1.7× (LeNet-5 Caffe) to 3× (ResNet-20) faster than compiled fp32 at batch 64; at
-batch 1 the per-call overhead dominates and ONNX Runtime's int8 (`slimkit.quant.int8_onnx`) is
-the faster runtime. Without VNNI, torchao recommends 7-bit activations (`reduce_range`) to avoid
-overflow in the u8×s8 multiply-adds; the default follows the CPU's flags.
+Measured on this 2-core AMD EPYC (AVX-512 with VNNI; torch 2.13, torchao 0.18, 1 thread):
+compiled int8 runs 1.7× (LeNet-5 Caffe) to 3× (ResNet-20) faster than compiled fp32 at batch 64;
+at batch 1 the per-call overhead dominates and ONNX Runtime's int8 (`slimkit.quant.int8_onnx`)
+is the faster runtime. Without VNNI, 7-bit activations (`reduce_range`) avoid overflow in the
+u8×s8 multiply-adds; the default follows the CPU (`slimkit.quant.cpu`).
 
 Every quantized model is a *plan*: the BN-folded float model plus one (scale, zero point) per
 observed tensor, keyed by what it observes. `Int8Model` builds the int8 graph from the plan, so
@@ -43,6 +43,7 @@ from slimkit.data import ArrayDataset, calibration_subset
 from slimkit.errors import ConfigError, DataError, ShapeError, WeightsError
 from slimkit.fold import fold_bn_
 from slimkit.measure.common import check_input
+from slimkit.quant.cpu import default_reduce_range
 from slimkit.weights import read_safetensors, save_weights
 
 # inductor's int8 lowering copies a tensor the way torch warns about; nothing the user can act on.
@@ -59,7 +60,7 @@ _OBSERVERS = ("histogram", "minmax")
 class Int8Config:
     """observer: how activation ranges are chosen — "histogram" (minimizes the L2 quantization
     error, torchao's default) or "minmax"; samples: calibration images; reduce_range: 7-bit
-    activations, None = only when the CPU lacks VNNI."""
+    activations, None = only on x86 without VNNI."""
 
     observer: str = "histogram"
     samples: int = 512
@@ -73,15 +74,6 @@ class Int8Config:
             )
         if self.samples < 1 or self.batch_size < 1:
             raise ConfigError("Int8Config: samples and batch_size must be >= 1")
-
-
-def has_vnni() -> bool:
-    """Whether the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 # --- the plan and the int8 model --------------------------------------------------------------
@@ -377,7 +369,7 @@ def _quantizer(cfg: Int8Config, *, qat: bool):
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.observer import MinMaxObserver
 
-    reduce_range = (not has_vnni()) if cfg.reduce_range is None else cfg.reduce_range
+    reduce_range = default_reduce_range() if cfg.reduce_range is None else cfg.reduce_range
     qconfig = xiq.get_default_x86_inductor_quantization_config(
         is_qat=qat, reduce_range=reduce_range
     )
