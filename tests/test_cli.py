@@ -160,3 +160,32 @@ def test_prune_channels_shrinks_layers(capsys, tmp_path):
 def test_prune_bad_amount_is_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "prune", "lenet5", "--amount", "1.5", "--out", str(tmp_path))
     assert "1.5" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "artifact"),
+    [
+        (["--runtime", "torch"], "lenet5-int8.safetensors"),
+        (["--runtime", "onnxruntime", "--calibration", "percentile"], "lenet5-int8.onnx"),
+        (["--scheme", "kbit", "--bits", "3", "--epochs", "0"], "lenet5-kbit3.safetensors"),
+        (["--scheme", "bf16"], "lenet5-bf16.safetensors"),
+    ],
+)
+def test_quantize_writes_a_smaller_artifact(capsys, tmp_path, args, artifact):
+    code, out, _ = run(capsys, "quantize", *args, "--out", str(tmp_path))
+    assert code == 0, out
+    path = tmp_path / artifact
+    fp32_bytes = 61706 * 4
+    assert path.exists() and path.stat().st_size < 0.55 * fp32_bytes
+    assert "file size" in out and "top-1 accuracy" in out
+
+
+def test_quantize_bad_options_are_one_line(capsys, tmp_path):
+    line = one_line_error(
+        capsys, "quantize", "--scheme", "kbit", "--bits", "9", "--out", str(tmp_path)
+    )
+    assert "bits" in line
+    line = one_line_error(
+        capsys, "quantize", "--runtime", "torch", "--calibration", "entropy", "--out", str(tmp_path)
+    )
+    assert "entropy" in line and "histogram" in line

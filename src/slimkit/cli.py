@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 
-from slimkit import prune
+from slimkit import prune, quant
 from slimkit.data import load, load_embedded
 from slimkit.default import DEFAULT_MODEL, default_model
+from slimkit.distill import distill
 from slimkit.errors import ConfigError, SlimkitError
+from slimkit.export import OnnxModel
 from slimkit.measure import Metrics, measure
 from slimkit.nn import create, list_models, model_info
 from slimkit.train import TrainConfig, fit
-from slimkit.weights import load_weights
+from slimkit.weights import load_weights, save_weights
 
 log = logging.getLogger("slimkit")
 
@@ -203,6 +205,79 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEMES = ("int8", "int8-qat", "dynamic", "kbit", "binary", "ternary", "fp16", "bf16")
+CALIBRATIONS = {
+    "torch": ("histogram", "minmax"),
+    "onnxruntime": ("minmax", "percentile", "entropy"),
+}
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    name, model, data, _ = _load_model(args.model, args.weights, args.data)
+    if data is None:
+        raise ConfigError(f"{name} needs --data to calibrate and measure accuracy")
+    train, test = data.train, data.test
+    options = dict(threads=args.threads, memory=False, layers=False, latency_calls=100)
+    before = measure(model, name=name, data=test, artifact=args.weights, **options)
+    out = Path(args.out)
+    arch = {"zoo": name, "kwargs": {}}
+    tune = TrainConfig(epochs=max(args.epochs, 1), lr=args.lr, weight_decay=0.0)
+    example = test.normalized(torch.arange(2))
+    scheme = args.scheme
+    allowed = CALIBRATIONS[args.runtime]
+    if scheme == "int8" and args.calibration not in allowed:
+        raise ConfigError(
+            f"--calibration {args.calibration} is not available on --runtime {args.runtime}: "
+            f"use one of {', '.join(allowed)}"
+        )
+    if scheme == "int8" and args.runtime == "onnxruntime":
+        artifact = out / f"{name}-int8.onnx"
+        deployed = quant.quantize_onnx_static(
+            model, train, artifact, method=args.calibration, threads=args.threads
+        )
+    elif scheme == "int8":
+        config = quant.Int8Config(observer=args.calibration)
+        deployed = quant.quantize_int8(model, train, config)
+        artifact = quant.save_int8(deployed, out / f"{name}-int8.safetensors", arch=arch)
+    elif scheme == "int8-qat":
+        qat = quant.prepare_qat(model, example)
+        if args.epochs:
+            distill(qat, model, train, tune, alpha=0.5)
+        deployed = quant.convert_qat(qat)
+        artifact = quant.save_int8(deployed, out / f"{name}-int8-qat.safetensors", arch=arch)
+    elif scheme == "dynamic":
+        artifact = out / f"{name}-dynamic-int8.onnx"
+        deployed = quant.quantize_onnx_dynamic(model, artifact, example, threads=args.threads)
+    elif scheme in ("kbit", "binary", "ternary"):
+        config = quant.KBitConfig(
+            bits=args.bits if scheme == "kbit" else None,
+            scheme=args.kbit_scheme if scheme == "kbit" else scheme,
+            granularity="group" if args.group_size else "channel",
+            group_size=args.group_size,
+        )
+        fake = quant.quantize_kbit(model, config)
+        if args.epochs:
+            distill(fake, model, train, tune, alpha=0.5)
+        artifact = quant.save_kbit(
+            fake, out / f"{name}-{scheme}{config.bits}.safetensors", arch=arch
+        )
+        deployed = quant.load_kbit(artifact)
+    else:
+        deployed = quant.to_half(model, torch.float16 if scheme == "fp16" else torch.bfloat16)
+        artifact = save_weights(deployed, out / f"{name}-{scheme}.safetensors")
+    after = measure(
+        deployed,
+        name=f"{name} {scheme}",
+        data=test,
+        artifact=artifact,
+        reference=model if isinstance(deployed, (quant.Int8Model, OnnxModel)) else None,
+        **options,
+    )
+    print(f"slimkit quantize: {name}, {scheme}, wrote {artifact}")
+    print(format_comparison(before, after))
+    return 0
+
+
 def cmd_zoo(_args: argparse.Namespace) -> int:
     names = list_models()
     width = max(len(n) for n in names)
@@ -250,6 +325,37 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument("--out", default="out", help="folder for the pruned artifact")
     pr.set_defaults(func=cmd_prune)
+
+    q = sub.add_parser("quantize", help="quantize a model and write the smaller artifact")
+    q.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")
+    q.add_argument("--scheme", choices=SCHEMES, default="int8")
+    q.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        default="onnxruntime",
+        help="int8 runtime: torch (torchao + inductor) or onnxruntime (QDQ .onnx)",
+    )
+    q.add_argument(
+        "--calibration",
+        choices=["minmax", "histogram", "percentile", "entropy"],
+        default="minmax",
+        help="activation ranges for int8 (histogram: torch; percentile, entropy: onnxruntime)",
+    )
+    q.add_argument("--bits", type=int, default=4, help="weight bits for --scheme kbit (2-8)")
+    q.add_argument("--kbit-scheme", choices=["uniform", "lsq"], default="uniform")
+    q.add_argument("--group-size", type=int, help="one scale per N weights instead of per channel")
+    q.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="quantization-aware training epochs for int8-qat/kbit/binary/ternary (0: none)",
+    )
+    q.add_argument("--lr", type=float, default=0.01)
+    q.add_argument("--weights", help="weights file (.safetensors or a torch state dict)")
+    q.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--out", default="out", help="folder for the quantized artifact")
+    q.set_defaults(func=cmd_quantize)
 
     z = sub.add_parser("zoo", help="list the models in the zoo")
     z.set_defaults(func=cmd_zoo)
