@@ -71,6 +71,13 @@ class Metrics:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        """Inverse of `to_dict` (for records read back from JSON)."""
+        data = dict(data)
+        data["layers"] = [LayerProfile(**row) for row in data.get("layers", [])]
+        return cls(**data)
+
 
 def _training_step_memory(model: nn.Module, batch: torch.Tensor) -> int:
     """RSS growth of one forward + backward + SGD-momentum step on a copy of the model."""

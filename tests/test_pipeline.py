@@ -1,0 +1,238 @@
+"""Recipes and `slimkit compress`: validation with locations, measured steps, resume, report."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from slimkit.errors import ConfigError
+from slimkit.nn import create
+from slimkit.pipeline import load_recipe, parse_recipe, run_recipe
+from slimkit.pipeline import runner as runner_module
+from slimkit.pipeline.report import write_report
+from slimkit.prune import load_sparse
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+# Small settings: a few hundred training images and short schedules keep each run in seconds.
+SMALL = """
+steps:
+  - prune: {method: magnitude, sparsity: 0.8, scope: global, epochs: 1, lr: 0.002,
+            optimizer: adam, distill_alpha: 0.5}
+  - quantize: {scheme: int8, runtime: onnxruntime, samples: 64}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def small_data(monkeypatch):
+    """Train on 512 embedded digits, measure on 500: the pipeline logic, not the accuracy."""
+    real = runner_module.resolve_inputs
+
+    def small(recipe):
+        inputs = real(recipe)
+        data = inputs.data
+        inputs.data = type(data)(
+            data.train.subset(torch.arange(512)), data.test.subset(torch.arange(500)), data.name
+        )
+        return inputs
+
+    monkeypatch.setattr(runner_module, "resolve_inputs", small)
+
+
+def run(recipe, out, **kw):
+    return run_recipe(recipe, out, measure_memory=False, log=lambda _: None, **kw)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps:\n  - prnue: {}\n", r"line 2: step 1: unknown step 'prnue'; steps: prune"),
+        (
+            "steps:\n  - prune:\n      sparsty: 0.5\n",
+            r"line 3: unknown option 'sparsty'; allowed: .*sparsity",
+        ),
+        (
+            "steps:\n  - prune: {sparsity: 1.5}\n",
+            r"step 1 \(prune\): .*sparsity must be in \[0, 1\)",
+        ),
+        ("steps:\n  - prune: {sparsity: high}\n", r"step 1 \(prune\)"),
+        ("steps:\n  - quantize: {scheme: int4}\n", r"scheme must be one of int8, int8-qat"),
+        ("steps:\n  - quantize: {scheme: kbit, bits: 9}\n", r"bits must be an int in 1..8"),
+        ("steps:\n  - finetune: {epochs: 0}\n", r"epochs must be >= 1"),
+        ("modle: lenet5\n", r"line 1: unknown key 'modle'; allowed: model"),
+        ("steps: [prune]\n", r"step 1 must be one mapping"),
+        ("steps:\n  - prune: {method: channel, gradual: true, ratio: 0.5}\n", r"gradual must be"),
+    ],
+)
+def test_bad_recipes_name_the_place_and_the_choices(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(write(tmp_path, text))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe.yaml line \d: not valid YAML"):
+        load_recipe(write(tmp_path, "steps:\n  - prune: {sparsity: 0.5\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    text = "steps: !!python/object/apply:os.system ['echo pwned']\n"
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(write(tmp_path, text))
+
+
+def test_example_recipes_validate():
+    names = sorted(p.name for p in RECIPES.glob("*.yaml"))
+    assert {"deep-compression.yaml", "structured-distill.yaml", "int8-onnxruntime.yaml"} <= set(
+        names
+    )
+    for path in RECIPES.glob("*.yaml"):
+        assert load_recipe(path).steps
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def test_run_measures_every_step_and_resumes(tmp_path):
+    recipe = load_recipe(write(tmp_path, SMALL))
+    out = tmp_path / "out"
+    result = run(recipe, out)
+    prune_step, quant_step = result.steps
+    assert prune_step.metrics.sparsity > 0.5 and not prune_step.reused
+    assert quant_step.artifact.endswith(".onnx")
+    assert quant_step.metrics.size_file_bytes < 0.35 * result.baseline.size_file_bytes
+    sparse = load_sparse(create("lenet5"), out / "01-prune" / prune_step.artifact)
+    zeros = sum(int((p == 0).sum()) for p in sparse.parameters())
+    assert zeros > 0.5 * sum(p.numel() for p in sparse.parameters())
+
+    again = run(recipe, out)  # unchanged: everything reused
+    assert all(s.reused for s in again.steps)
+    assert again.final.top1 == result.final.top1
+
+    # A changed last step reruns only that step, starting from the saved pruned model.
+    changed = parse_recipe(
+        {"steps": [{"prune": recipe.steps[0].params}, {"quantize": {"scheme": "fp16"}}]}
+    )
+    third = run(changed, out)
+    assert third.steps[0].reused and not third.steps[1].reused
+    assert third.steps[1].metrics.sparsity == pytest.approx(prune_step.metrics.sparsity, abs=0.02)
+
+
+def test_interrupted_step_leaves_finished_steps_and_resumes(tmp_path, monkeypatch):
+    recipe = load_recipe(write(tmp_path, SMALL))
+    out = tmp_path / "out"
+    from slimkit.pipeline import steps
+
+    real = steps.STEPS["quantize"]
+
+    def interrupt(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(steps.STEPS, "quantize", real.__class__(
+        real.name, real.help, real.allowed, real.build, interrupt))  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, out)
+    assert (out / "01-prune" / "result.json").is_file()
+    assert not list(out.rglob("*.tmp*"))
+    monkeypatch.setitem(steps.STEPS, "quantize", real)
+    result = run(recipe, out)
+    assert result.steps[0].reused and not result.steps[1].reused
+
+
+def test_out_folder_is_not_overwritten_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    recipe = load_recipe(write(tmp_path, "steps:\n  - fuse: {}\n"))
+    with pytest.raises(ConfigError, match="--force"):
+        run(recipe, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    run(recipe, out, force=True)
+    assert not (out / "keep.txt").exists()
+
+
+def test_input_weights_file_is_untouched(tmp_path):
+    from slimkit.default import default_model
+
+    trained = default_model()
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(trained.weights, weights)
+    before = weights.read_bytes()
+    text = f"model: lenet5\nweights: {weights}\nsteps:\n  - quantize: {{scheme: bf16}}\n"
+    run(load_recipe(write(tmp_path, text)), tmp_path / "out")
+    assert weights.read_bytes() == before
+
+
+def test_user_factory_model(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    m = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))\n"
+        "    m.input_shape = (1, 28, 28)\n"
+        "    return m\n"
+    )
+    text = (
+        f"model: {tmp_path / 'mine.py'}:build\nsteps:\n  - prune: {{method: channel, ratio: 0.5}}\n"
+    )
+    result = run(load_recipe(write(tmp_path, text)), tmp_path / "out")
+    assert result.steps[0].metrics.params < 0.6 * result.baseline.params
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    result = run(load_recipe(write(tmp_path, SMALL)), tmp_path / "out")
+    json_path, html_path = write_report(result)
+    data = json.loads(json_path.read_text())
+    assert [s["kind"] for s in data["steps"]] == ["prune", "quantize"]
+    assert data["final"]["size_file_bytes"] == result.final.size_file_bytes
+    text = html_path.read_text()
+    assert "<script" not in text and "http" not in text.replace("http://www.w3.org/2000/svg", "")
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed for this test: apt-get install chromium"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    url = html_path.resolve().as_uri()
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-500:]
+    assert not re.search(r"CONSOLE.*(error|Uncaught)", dom.stderr, re.IGNORECASE)
+    charts = re.findall(r'<svg data-chart="([\w-]+)"[^>]*>(.*?)</svg>', dom.stdout, re.DOTALL)
+    names = {name for name, _ in charts}
+    assert names == {"size", "latency", "accuracy", "acc-size", "acc-latency", "sparsity",
+                     "bits", "layer-latency"}  # fmt: skip
+    for name, body in charts:
+        assert re.search(r"<(rect|circle)\b", body), f"chart {name} is empty"
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1600", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000
