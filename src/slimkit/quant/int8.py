@@ -346,15 +346,18 @@ def _read_header(path: Path, meta: dict[str, str]) -> dict[str, Any]:
 def _quiet():
     """torchao logs missing CUDA extensions and export warns about deprecations: not the user's
     business on a CPU."""
-    logger = logging.getLogger("torchao")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # torchao's import also makes torch's pytree logger warn about its enums.
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @functools.cache
