@@ -5,7 +5,8 @@ hard labels: loss = (1 − α)·CE(student, y) + α·T²·KL(p_teacher^T ‖ p_s
 the soft term's gradients on the same scale as the hard term's when T changes. Several teachers
 form an ensemble by averaging their softened distributions. Teachers run in eval mode without
 gradients, so distillation is also the recovery step after pruning, quantization or
-factorization, with the original model as the teacher.
+factorization, with the original model as the teacher. FitNets' hints (Romero et al. 2015) add a
+feature-regression term from an intermediate layer.
 """
 
 from __future__ import annotations
@@ -71,6 +72,79 @@ class Distillation:
         return self.alpha * kd_loss(logits, targets, self.temperature)
 
 
+class HintLoss:
+    """FitNets (Romero et al. 2015): the student's hint layer, through a learned adapter, regresses
+    the teacher's guided layer: β·MSE(adapter(s), t). The adapter (1×1 conv for feature maps,
+    linear for vectors; feature maps pooled to the teacher's size) is attached to the student
+    as `hint_adapter` so the student's optimizer trains it; `remove()` detaches it afterwards.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        student_layer: str,
+        teacher_layer: str,
+        example: torch.Tensor,
+        weight: float = 1.0,
+    ) -> None:
+        if not weight > 0:
+            raise ConfigError(f"hint weight must be > 0, got {weight}")
+        self.student, self.teacher, self.weight = student, teacher.eval(), weight
+        self._features: dict[str, torch.Tensor] = {}
+        self._handles = [
+            _capture(student, student_layer, "student", self._features),
+            _capture(teacher, teacher_layer, "teacher", self._features),
+        ]
+        with torch.no_grad():
+            was_training = student.training
+            student.eval()
+            student(example[:2])
+            teacher(example[:2])
+            student.train(was_training)
+        s, t = self._features["student"], self._features["teacher"]
+        if s.dim() != t.dim() or s.dim() not in (2, 3, 4):
+            raise ConfigError(
+                f"hint layers disagree: student {student_layer!r} gives {tuple(s.shape)}, teacher "
+                f"{teacher_layer!r} gives {tuple(t.shape)}; pick layers of the same kind"
+            )
+        adapter = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.dim() == 4 else nn.Linear(
+            s.shape[-1], t.shape[-1]
+        )  # fmt: skip
+        self.target_size = tuple(t.shape[2:]) if s.dim() == 4 else None
+        student.add_module("hint_adapter", adapter)
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            self.teacher(x)
+        s = self.student.hint_adapter(self._features["student"])
+        if self.target_size is not None and tuple(s.shape[2:]) != self.target_size:
+            s = F.adaptive_avg_pool2d(s, self.target_size)
+        return self.weight * F.mse_loss(s, self._features["teacher"])
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        if hasattr(self.student, "hint_adapter"):
+            del self.student.hint_adapter
+
+
+def _capture(model: nn.Module, name: str, slot: str, store: dict[str, torch.Tensor]):
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise ConfigError(
+            f"{type(model).__name__} has no layer {name!r}; layers: "
+            f"{', '.join(n for n in list(modules)[1:12])}, ..."
+        )
+
+    def hook(_m, _inp, out):
+        store[slot] = out[0] if isinstance(out, tuple) else out
+
+    return modules[name].register_forward_hook(hook)
+
+
 def distill(
     student: nn.Module,
     teachers: nn.Module | Sequence[nn.Module],
@@ -79,17 +153,32 @@ def distill(
     *,
     temperature: float = 4.0,
     alpha: float = 0.9,
+    hint: tuple[str, str] | None = None,
+    hint_weight: float = 1.0,
     val: ArrayDataset | None = None,
     **fit_kwargs,
 ) -> History:
-    """Train `student` in place on `train` against the teachers' soft targets and the labels."""
-    hook = Distillation(teachers, temperature, alpha)
-    cfg = replace(config or TrainConfig(), label_loss_weight=1.0 - alpha)
+    """Train `student` in place on `train` against the teachers' soft targets and the labels.
+
+    hint=(student_layer, teacher_layer) adds FitNets' hint loss from the first teacher; its
+    adapter is trained along and removed at the end. fit's `extra_loss` is added as well.
+    """
+    terms = [Distillation(teachers, temperature, alpha)]
+    hints = None
+    if hint is not None:
+        first = teachers if isinstance(teachers, nn.Module) else teachers[0]
+        example = train.normalized(torch.arange(min(2, len(train))))
+        hints = HintLoss(student, first, hint[0], hint[1], example, hint_weight)
+        terms.append(hints)
     if "extra_loss" in fit_kwargs:
-        extra = fit_kwargs.pop("extra_loss")
+        terms.append(fit_kwargs.pop("extra_loss"))
+    cfg = replace(config or TrainConfig(), label_loss_weight=1.0 - alpha)
 
-        def combined(model, x, y, logits):
-            return hook(model, x, y, logits) + extra(model, x, y, logits)
+    def loss(model, x, y, logits):
+        return sum(term(model, x, y, logits) for term in terms)
 
-        return fit(student, train, cfg, val=val, extra_loss=combined, **fit_kwargs)
-    return fit(student, train, cfg, val=val, extra_loss=hook, **fit_kwargs)
+    try:
+        return fit(student, train, cfg, val=val, extra_loss=loss, **fit_kwargs)
+    finally:
+        if hints is not None:
+            hints.remove()
