@@ -57,6 +57,20 @@ def describe(model: nn.Module) -> dict[str, dict[str, Any]]:
     return {name: _describe(m) for name, m in model.named_modules() if isinstance(m, LAYERS)}
 
 
+def changed_layers(layers: dict[str, Any], arch: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `layers` that differ from the architecture `arch` builds fresh (all of them
+    when it cannot be built here, e.g. a user's factory): what a file must store to rebuild."""
+    if "zoo" not in arch:
+        return layers
+    from slimkit.nn import create
+
+    try:
+        fresh = describe(create(arch["zoo"], **arch.get("kwargs", {})))
+    except (ConfigError, TypeError):
+        return layers
+    return {name: d for name, d in layers.items() if fresh.get(name) != d}
+
+
 def rebuild(
     arch: dict[str, Any],
     layers: dict[str, Any],

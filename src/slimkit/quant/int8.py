@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimkit.arch import check_arch, describe, rebuild
+from slimkit.arch import changed_layers, check_arch, describe, rebuild
 from slimkit.compiled import CompiledModel
 from slimkit.data import ArrayDataset, calibration_subset
 from slimkit.errors import ConfigError, DataError, ShapeError, WeightsError
@@ -95,15 +95,17 @@ class Int8Model(nn.Module):
         config: Int8Config,
         *,
         compiled: bool = True,
+        activation_qparams: list[tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.qparams = qparams
         self.layers = layers  # shapes of the unfolded model, to rebuild it on load
         self.float_state = {k: v.detach().clone() for k, v in float_model.state_dict().items()}
         self.input_shape = tuple(example.shape[1:])
         self.num_classes = getattr(float_model, "num_classes", None)
-        self.graph_module = _build(float_model, qparams, example, config)
+        self.graph_module, self.qparams = _build(
+            float_model, qparams, activation_qparams, example, config
+        )
         self.compiled = compiled
         self._runner = CompiledModel(self.graph_module) if compiled else self.graph_module
 
@@ -129,24 +131,32 @@ class Int8Model(nn.Module):
 def _build(
     float_model: nn.Module,
     qparams: dict[str, tuple[Tensor, Tensor]],
+    activation_qparams: list[tuple[Tensor, Tensor]] | None,
     example: Tensor,
     cfg: Int8Config,
-) -> torch.fx.GraphModule:
+) -> tuple[torch.fx.GraphModule, dict[str, tuple[Tensor, Tensor]]]:
+    """Convert the plan; qparams of activations missing from `qparams` are taken from
+    `activation_qparams` in observer order (how a saved file stores them, without names)."""
     prepare_pt2e, convert_pt2e = _pt2e()
     prepared = prepare_pt2e(_export(float_model, example), _quantizer(cfg, qat=False))
-    used = set()
+    pending = list(activation_qparams or [])
+    resolved: dict[str, tuple[Tensor, Tensor]] = {}
     for name, observer, key in _observers(prepared):
-        if key not in qparams:
+        if key not in qparams and not key.startswith("weight:") and pending:
+            resolved[key] = pending.pop(0)
+        elif key in qparams:
+            resolved[key] = qparams[key]
+        else:
             raise WeightsError(f"int8 plan has no quantization parameters for {key!r}")
-        prepared.set_submodule(name, _fixed_qparams_class()(observer, *qparams[key]))
-        used.add(key)
-    if used != set(qparams):
-        extra = sorted(set(qparams) - used)[0]
-        raise WeightsError(f"int8 plan holds parameters for {extra!r}, which this model lacks")
+        prepared.set_submodule(name, _fixed_qparams_class()(observer, *resolved[key]))
+    extra = sorted(set(qparams) - set(resolved))
+    if extra or pending:
+        what = repr(extra[0]) if extra else f"{len(pending)} more activations"
+        raise WeightsError(f"int8 plan holds parameters for {what}, which this model lacks")
     with _quiet():
         converted = convert_pt2e(prepared)
     _drop_unused(converted)
-    return converted
+    return converted, resolved
 
 
 # --- PTQ and QAT ------------------------------------------------------------------------------
@@ -263,25 +273,38 @@ def _finish(
 
 
 def save_int8(model: Int8Model, path: str | os.PathLike, *, arch: dict[str, Any]) -> Path:
-    """One safetensors file: int8 weight codes, float biases and qparams, and a JSON header with
-    the architecture and layer shapes (BN layers are rebuilt and folded on load)."""
+    """One safetensors file: the int8 weight codes by name; the per-channel weight scales and
+    zero points, the other float tensors (biases) and the activation qparams each as one flat
+    tensor in a fixed order (the rebuilt model's state order, the observer order), so names are
+    not repeated; a JSON header with the architecture and the layers whose shapes changed."""
     if not isinstance(model, Int8Model):
         raise ConfigError(
             "save_int8 needs an Int8Model from quantize_int8 or convert_qat, got "
             f"{type(model).__name__}"
         )
-    state = dict(model.float_state)
+    state = model.float_state
     codes = model.int8_weights()
-    tensors: dict[str, Tensor] = {}
-    for name, t in state.items():
-        tensors[name] = codes[name][0] if name in codes else t
-    for key, (scale, zp) in model.qparams.items():
-        tensors[f"qparams/{key}/scale"] = scale
-        tensors[f"qparams/{key}/zero_point"] = zp.to(torch.int32)  # int64 in torch; 0..255 here
+    int8_names = [n for n in state if n in codes]
+    acts = [v for k, v in model.qparams.items() if not k.startswith("weight:")]
+    if any(scale.numel() != 1 for scale, _ in acts):
+        raise ConfigError("save_int8 stores per-tensor activation qparams only")
+    floats = [state[n].flatten().float() for n in state if n not in codes]
+    tensors: dict[str, Tensor] = {n: codes[n][0] for n in int8_names}
+    tensors.update(
+        {
+            "packed/float": torch.cat(floats) if floats else torch.zeros(0),
+            "packed/weight_scale": torch.cat([codes[n][1].flatten() for n in int8_names]),
+            "packed/weight_zero_point": torch.cat([codes[n][2].flatten() for n in int8_names]).to(
+                torch.int8
+            ),
+            "packed/act_scale": torch.cat([s.flatten() for s, _ in acts]),
+            "packed/act_zero_point": torch.cat([z.flatten() for _, z in acts]).to(torch.int16),
+        }
+    )
     header = {
         "format": FORMAT,
         "arch": check_arch(arch),
-        "layers": model.layers,
+        "layers": changed_layers(model.layers, arch),
         "config": asdict(model.config),
         "input_shape": list(model.input_shape),
     }
@@ -298,33 +321,57 @@ def load_int8(
     path = Path(path)
     tensors, meta = read_safetensors(path)
     header = _read_header(path, meta)
-    model = rebuild(header["arch"], header["layers"], factory, where=f"'{path.name}'")
+    where = f"'{path.name}'"
+    model = rebuild(header["arch"], header["layers"], factory, where=where)
+    layers = describe(model)  # the full unfolded shapes, for saving it again
     model = _folded_copy(model)
-    qparams: dict[str, tuple[Tensor, Tensor]] = {}
-    for name in list(tensors):
-        if name.startswith("qparams/") and name.endswith("/scale"):
-            key = name.removeprefix("qparams/").removesuffix("/scale")
-            zp = tensors.pop(f"qparams/{key}/zero_point", None)
-            if zp is None:
-                raise WeightsError(f"'{path.name}' lacks the zero point of {key!r}")
-            qparams[key] = (tensors.pop(name), zp.to(torch.int64))
+    packed = {
+        k.removeprefix("packed/"): tensors.pop(k) for k in list(tensors) if k.startswith("packed/")
+    }
+    missing = {"float", "weight_scale", "weight_zero_point", "act_scale", "act_zero_point"} - set(
+        packed
+    )
+    if missing:
+        raise WeightsError(f"{where} lacks its {sorted(missing)[0]} section: the file is damaged")
     state = model.state_dict()
-    for name, t in tensors.items():
-        if name not in state:
-            raise WeightsError(f"'{path.name}' holds {name!r}, which the rebuilt model lacks")
-        key = f"weight:{name}"
-        if key in qparams:
-            t = _dequantize(t, *qparams[key])
-        if tuple(t.shape) != tuple(state[name].shape):
-            raise WeightsError(
-                f"'{path.name}': {name!r} has shape {tuple(t.shape)} but the model needs "
-                f"{tuple(state[name].shape)}: the file is for another architecture"
-            )
-        state[name] = t
+    qparams: dict[str, tuple[Tensor, Tensor]] = {}
+    floats, scales, zps = packed["float"], packed["weight_scale"], packed["weight_zero_point"]
+    f_at = w_at = 0
+    try:
+        for name, like in state.items():
+            if name in tensors:
+                codes = tensors.pop(name)
+                rows = codes.shape[0] if codes.dim() else 0
+                scale, zp = scales[w_at : w_at + rows], zps[w_at : w_at + rows].to(torch.int64)
+                if (
+                    codes.dtype != torch.int8
+                    or tuple(codes.shape) != tuple(like.shape)
+                    or len(scale) != rows
+                ):
+                    raise ValueError(name)
+                w_at += rows
+                qparams[f"weight:{name}"] = (scale, zp)
+                state[name] = _dequantize(codes, scale, zp)
+            else:
+                n = like.numel()
+                if f_at + n > len(floats):
+                    raise ValueError(name)
+                state[name] = floats[f_at : f_at + n].reshape(like.shape).to(like.dtype)
+                f_at += n
+    except ValueError as e:
+        raise WeightsError(
+            f"{where}: {e} does not fit the rebuilt model: the file is for another architecture"
+        ) from None
+    if tensors or f_at != len(floats) or w_at != len(scales):
+        raise WeightsError(f"{where} holds tensors the rebuilt model lacks: another architecture?")
     model.load_state_dict(state)
+    acts = list(zip(packed["act_scale"].split(1), packed["act_zero_point"].to(torch.int64).split(1),
+                    strict=True))  # fmt: skip
     cfg = Int8Config(**header["config"])
     example = torch.zeros(2, *header["input_shape"])
-    return Int8Model(model, header["layers"], qparams, example, cfg, compiled=compiled)
+    return Int8Model(
+        model, layers, qparams, example, cfg, compiled=compiled, activation_qparams=acts
+    )
 
 
 def _read_header(path: Path, meta: dict[str, str]) -> dict[str, Any]:
