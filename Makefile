@@ -11,7 +11,7 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 	touch $(VENV_STAMP)
 
 run: $(VENV_STAMP)
-	.venv/bin/slimkit profile
+	.venv/bin/slimkit compress --out slimkit-out
 
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q

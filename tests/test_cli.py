@@ -189,3 +189,74 @@ def test_quantize_bad_options_are_one_line(capsys, tmp_path):
         capsys, "quantize", "--runtime", "torch", "--calibration", "entropy", "--out", str(tmp_path)
     )
     assert "entropy" in line and "histogram" in line
+
+
+def test_bench_prints_every_backend_and_the_fastest(capsys):
+    code, out, _ = run(
+        capsys, "bench", "lenet300_100", "--backends", "eager,onnxruntime", "--batch", "1,4"
+    )
+    assert code == 0
+    assert out.count("onnxruntime") >= 2 and "fastest at threads=1 batch=4" in out
+    line = one_line_error(capsys, "bench", "--batch", "one")
+    assert "--batch" in line
+
+
+def test_distill_writes_a_student(capsys, tmp_path):
+    code, out, _ = run(
+        capsys, "distill", "--student", "lenet300_100", "--epochs", "1", "--out", str(tmp_path)
+    )
+    assert code == 0
+    assert (tmp_path / "lenet300_100-distilled.safetensors").exists()
+    assert "top-1 accuracy" in out
+    line = one_line_error(capsys, "distill", "--student", "resnet20", "--out", str(tmp_path))
+    assert "expects input of shape" in line or "10" in line
+
+
+def test_compress_with_a_recipe_then_resume(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps:\n  - quantize: {scheme: fp16}\n")
+    out_dir = tmp_path / "out"
+    args = ("compress", "--recipe", str(recipe), "--out", str(out_dir), "--no-memory")
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert (out_dir / "report.html").exists() and "1. quantize" in out
+    code, _, err = run(capsys, *args)
+    assert code == 0 and "unchanged, reusing" in err
+    recipe.write_text("steps:\n  - quantize: {scheme: fp17}\n")
+    line = one_line_error(capsys, *args)
+    assert "r.yaml line 2" in line and "fp16" in line
+
+
+def test_unexpected_errors_are_one_line_unless_verbose(capsys, monkeypatch):
+    import slimkit.cli as cli
+
+    def boom(_args):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_zoo", boom)  # main() builds its parser after this
+    code = cli.main(["zoo"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [
+        "slimkit: error: RuntimeError: disk on fire (rerun with --verbose for the traceback)"
+    ]
+    with pytest.raises(RuntimeError):
+        cli.main(["--verbose", "zoo"])
+
+
+@pytest.mark.slow
+def test_default_compress_runs_end_to_end(tmp_path):
+    """The README's main job, as a user runs it (a fresh process, the built-in recipe)."""
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "slimkit.cli", "compress", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert time.perf_counter() - t0 < 300
+    assert "top-1 accuracy" in result.stdout and (tmp_path / "out" / "report.html").exists()
