@@ -22,6 +22,9 @@ SMALL = {
     "mobilenet_v1": {"input_size": 32, "alpha": 0.25},
     "vgg11": {"width_mult": 0.25},
     "vgg16": {"width_mult": 0.25},
+    "shufflenet_v2": {"width_mult": 0.5},
+    "xception": {"middle_blocks": 1},
+    "mobilenet_v2": {"width_mult": 0.35},
 }
 # Deeper copies of an architecture tested at a smaller depth (same ops, more blocks): exported
 # in the slow suite only, to keep the default run fast.

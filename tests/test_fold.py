@@ -9,7 +9,14 @@ from torch import nn
 from slimkit.fold import fold_bn, fold_bn_
 from slimkit.nn import create, list_models
 
-FAST = {"vgg11": {"width_mult": 0.25}, "vgg16": {"width_mult": 0.25}, "resnet110": {"width": 8}}
+FAST = {
+    "vgg11": {"width_mult": 0.25},
+    "vgg16": {"width_mult": 0.25},
+    "resnet110": {"width": 8},
+    "shufflenet_v2": {"width_mult": 0.5},
+    "xception": {"middle_blocks": 1},
+    "mobilenet_v2": {"width_mult": 0.35},
+}
 
 
 def randomize_bn(model: nn.Module) -> nn.Module:

@@ -376,7 +376,7 @@ def test_every_zoo_model_has_groups_and_keeps_its_ends(name):
         assert g.size > 0 and g.names
         assert bool((g.units != FIXED).all())
     # the classifier's outputs and the first layer's inputs are never prunable
-    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    last = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
     first = next(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     members = [(m.name, m.role) for g in graph.groups for m in g.members]
     assert (last, "out") not in members

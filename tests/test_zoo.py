@@ -148,6 +148,148 @@ def transformer_params(dim=64, depth=2, mlp_dim=128, tokens=28, token_dim=28, cl
     return embed + depth * block + 2 * dim + dim * classes + classes
 
 
+def round8(value: float) -> int:
+    """Nearest multiple of 8, at least 8 and never 10% below `value` (MobileNetV2/EfficientNet)."""
+    rounded = max(8, int(value + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * value else rounded
+
+
+MOBILENET_V2_TABLE = [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3)]
+MOBILENET_V2_TABLE += [(6, 160, 3), (6, 320, 1)]  # (expansion t, channels c, repeats n)
+
+
+def inverted_residual_params(cin: int, cout: int, t: int, k: int = 3, se: int = 0) -> int:
+    """1×1 expand (absent for t = 1) + k×k depthwise + optional SE + 1×1 project, each with BN."""
+    h = cin * t
+    expand = conv(1, cin, h) + bn(h) if t != 1 else 0
+    squeeze = conv(1, h, se, bias=True) + conv(1, se, h, bias=True) if se else 0
+    return expand + conv(k, h, h, groups=h) + bn(h) + squeeze + conv(1, h, cout) + bn(cout)
+
+
+def mobilenet_v2_params(num_classes: int = 10, width_mult: float = 1.0, **_size_options) -> int:
+    cin = round8(32 * width_mult)
+    total = conv(3, 3, cin) + bn(cin)
+    for t, c, n in MOBILENET_V2_TABLE:
+        cout = round8(c * width_mult)
+        for _ in range(n):
+            total += inverted_residual_params(cin, cout, t)
+            cin = cout
+    last = round8(1280 * max(1.0, width_mult))
+    return total + conv(1, cin, last) + bn(last) + linear(last, num_classes)
+
+
+SHUFFLENET_V1_WIDTHS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}  # Zhang et al. Table 1
+
+
+def shufflenet_v1_params(num_classes: int = 10, groups: int = 3, width_mult: float = 1.0) -> int:
+    """Stem, then per unit: 1×1 gconv → 3×3 depthwise → 1×1 gconv (to out − in at stride 2)."""
+
+    def rounded(v: float, m: int) -> int:
+        return max(m, int(v / m + 0.5) * m)
+
+    g = groups
+    cin = rounded(24 * width_mult, g)
+    total = conv(3, 3, cin) + bn(cin)
+    for i, n in enumerate((4, 8, 4)):
+        cout = rounded(SHUFFLENET_V1_WIDTHS[g] * 2**i * width_mult, 4 * g)
+        m = cout // 4
+        for j in range(n):
+            first_groups = 1 if i == j == 0 else g
+            branch = cout - cin if j == 0 else cout
+            total += conv(1, cin, m, first_groups) + bn(m) + conv(3, m, m, m) + bn(m)
+            total += conv(1, m, branch, g) + bn(branch)
+            cin = cout
+    return total + linear(cin, num_classes)
+
+
+SHUFFLENET_V2_WIDTHS = {0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024)}  # Ma et al.
+SHUFFLENET_V2_WIDTHS |= {1.5: (176, 352, 704, 1024), 2.0: (244, 488, 976, 2048)}  # Table 5
+
+
+def shufflenet_v2_params(num_classes: int = 10, width_mult: float = 1.0) -> int:
+    *widths, last = SHUFFLENET_V2_WIDTHS[width_mult]
+    cin = 24
+    total = conv(3, 3, cin) + bn(cin)
+    for cout, n in zip(widths, (4, 8, 4), strict=True):
+        half = cout // 2
+        for j in range(n):
+            if j == 0:  # both branches read the whole input
+                total += conv(3, cin, cin, cin) + bn(cin) + conv(1, cin, half) + bn(half)
+                total += conv(1, cin, half) + bn(half)
+            else:  # one branch reads half the channels
+                total += conv(1, half, half) + bn(half)
+            total += conv(3, half, half, half) + bn(half) + conv(1, half, half) + bn(half)
+            cin = cout
+    return total + conv(1, cin, last) + bn(last) + linear(last, num_classes)
+
+
+SQUEEZENET_FIRES = [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192)]
+SQUEEZENET_FIRES += [(64, 256), (64, 256)]  # (squeeze, each expand), Iandola et al. Table 1
+
+
+def fire_params(cin: int, s: int, e1: int, e3: int) -> int:
+    return conv(1, cin, s, bias=True) + conv(1, s, e1, bias=True) + conv(3, s, e3, bias=True)
+
+
+def squeezenet_params(num_classes: int = 10, version: str = "1.1", bypass: bool = False) -> int:
+    """Biased convs, no BN; the bypass (identity) adds nothing."""
+    cin = {"1.0": 96, "1.1": 64}[version]
+    total = conv(3, 3, cin, bias=True)
+    for s, e in SQUEEZENET_FIRES:
+        total += fire_params(cin, s, e, e)
+        cin = 2 * e
+    return total + conv(1, cin, num_classes, bias=True)
+
+
+def xception_params(num_classes: int = 10, middle_blocks: int = 4, width_mult: float = 1.0) -> int:
+    def ch(c: int) -> int:
+        return max(1, round(c * width_mult))
+
+    def sep(a: int, b: int) -> int:  # depthwise → pointwise → BN
+        return conv(3, a, a, groups=a) + conv(1, a, b) + bn(b)
+
+    cin = ch(32)
+    total = conv(3, 3, cin) + bn(cin)
+    for c in (64, 128, 256):  # entry: 2 separable convs + 1×1 projection shortcut
+        total += sep(cin, ch(c)) + sep(ch(c), ch(c)) + conv(1, cin, ch(c)) + bn(ch(c))
+        cin = ch(c)
+    total += middle_blocks * 3 * sep(cin, cin)
+    return total + sep(cin, ch(512)) + linear(ch(512), num_classes)
+
+
+def densenet_params(num_classes: int = 10, depth: int = 22, growth: int = 12) -> int:
+    """Stem to 2k; per layer 1×1 to 4k and 3×3 to k; transitions halve the channels."""
+    n, k = (depth - 4) // 6, growth
+    c = 2 * k
+    total = conv(3, 3, c) + bn(c)
+    for block in range(3):
+        for _ in range(n):
+            total += conv(1, c, 4 * k) + bn(4 * k) + conv(3, 4 * k, k) + bn(k)
+            c += k
+        if block < 2:
+            total += conv(1, c, c // 2) + bn(c // 2)
+            c //= 2
+    return total + linear(c, num_classes)
+
+
+EFFICIENTNET_B0 = [(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3), (6, 5, 112, 3)]
+EFFICIENTNET_B0 += [(6, 5, 192, 4), (6, 3, 320, 1)]  # (t, kernel, channels, repeats), Table 1
+
+
+def efficientnet_params(num_classes: int = 10, phi: float = 0.0, base_size: int = 32) -> int:
+    """B0 with repeats ⌈n·1.2^φ⌉ and widths round8(c·1.1^φ); SE to a quarter of the input."""
+    depth, width = 1.2**phi, 1.1**phi
+    cin = round8(32 * width)
+    total = conv(3, 3, cin) + bn(cin)
+    for t, k, c, n in EFFICIENTNET_B0:
+        cout = round8(c * width)
+        for _ in range(math.ceil(n * depth)):
+            total += inverted_residual_params(cin, cout, t, k, se=max(1, int(cin / 4)))
+            cin = cout
+    head = round8(1280 * width)
+    return total + conv(1, cin, head) + bn(head) + linear(head, num_classes)
+
+
 PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "lenet300_100": lenet300_100_params,
     "lenet5": lenet5_params,
@@ -157,6 +299,14 @@ PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "vgg16": partial(vgg_params, 16),
     "mobilenet_v1": mobilenet_params,
     "transformer_mnist": transformer_params,
+    "mobilenet_v2": mobilenet_v2_params,
+    "shufflenet_v1": shufflenet_v1_params,
+    "shufflenet_v2": shufflenet_v2_params,
+    "squeezenet": squeezenet_params,
+    "squeezenet_bypass": squeezenet_params,
+    "xception": xception_params,
+    "densenet": densenet_params,
+    "efficientnet": efficientnet_params,
 }
 
 

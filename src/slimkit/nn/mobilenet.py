@@ -23,7 +23,8 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from slimkit.errors import ConfigError
-from slimkit.nn.layers import conv_bn_act, init_kaiming_
+from slimkit.nn.blocks import DepthwiseSeparable, conv_norm_act
+from slimkit.nn.layers import init_kaiming_
 from slimkit.nn.zoo import check_positive_float, check_positive_int, register
 
 # (output channels, stride) of the 13 depthwise-separable blocks, from the paper's Table 1.
@@ -40,28 +41,6 @@ BLOCKS: tuple[tuple[int, int], ...] = (
 )
 STEM_CHANNELS = 32
 SMALL_INPUT = 96  # inputs below this many pixels get a stride-1 stem
-
-
-class DepthwiseSeparable(nn.Module):
-    """3×3 depthwise conv-BN-ReLU → 1×1 pointwise conv-BN-ReLU."""
-
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        stride: int = 1,
-        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
-        act_layer: Callable[..., nn.Module] = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        self.dw = conv_bn_act(
-            in_chs, in_chs, 3, stride, groups=in_chs, norm_layer=norm_layer, act_layer=act_layer
-        )
-        self.pw = conv_bn_act(in_chs, out_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.dw(x)  # (B, in, H/s, W/s)
-        return self.pw(x)  # (B, out, H/s, W/s)
 
 
 class MobileNetV1(nn.Module):
@@ -84,13 +63,17 @@ class MobileNetV1(nn.Module):
         def ch(c: int) -> int:
             return max(1, int(c * alpha))
 
-        self.stem = conv_bn_act(
+        self.stem = conv_norm_act(
             3, ch(STEM_CHANNELS), 3, stem_stride, norm_layer=norm_layer, act_layer=act_layer
         )
         blocks = []
         in_chs = ch(STEM_CHANNELS)
         for out_c, stride in BLOCKS:
-            blocks.append(DepthwiseSeparable(in_chs, ch(out_c), stride, norm_layer, act_layer))
+            blocks.append(
+                DepthwiseSeparable(
+                    in_chs, ch(out_c), stride, norm_layer=norm_layer, act_layer=act_layer
+                )
+            )
             in_chs = ch(out_c)
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.errors import ConfigError
-from slimkit.nn.layers import conv_bn_act, init_kaiming_
+from slimkit.nn.blocks import conv_norm_act
+from slimkit.nn.layers import init_kaiming_
 from slimkit.nn.zoo import check_choice, check_positive_int, register
 
 SHORTCUTS = ("A", "B")
@@ -113,7 +114,7 @@ class ResNetCifar(nn.Module):
 
         n = (depth - 2) // 6
         widths = (width, 2 * width, 4 * width)
-        self.stem = conv_bn_act(3, width, 3, norm_layer=norm_layer, act_layer=act_layer)
+        self.stem = conv_norm_act(3, width, 3, norm_layer=norm_layer, act_layer=act_layer)
         stages = []
         in_chs = width
         for i, out_chs in enumerate(widths):

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from slimkit.nn.layers import conv_bn_act, init_kaiming_
+from slimkit.nn.blocks import conv_norm_act
+from slimkit.nn.layers import init_kaiming_
 from slimkit.nn.zoo import check_positive_float, check_positive_int, register
 
 M = "M"  # a 2×2 max-pool in a cfg
@@ -55,7 +56,7 @@ class VGG(nn.Module):
             else:
                 out_chs = scale_channels(int(v), width_mult)
                 layers.append(
-                    conv_bn_act(in_chs, out_chs, 3, norm_layer=norm_layer, act_layer=act_layer)
+                    conv_norm_act(in_chs, out_chs, 3, norm_layer=norm_layer, act_layer=act_layer)
                 )
                 in_chs = out_chs
         self.features = nn.Sequential(*layers)

@@ -37,7 +37,19 @@ __all__ = [
 DATASETS = ("mnist", "cifar10", "imagenet")
 
 # Modules under slimkit.nn that register models when imported.
-_BUILTIN_MODULES = ("lenet", "resnet_cifar", "vgg", "mobilenet", "transformer")
+_BUILTIN_MODULES = (
+    "lenet",
+    "resnet_cifar",
+    "vgg",
+    "mobilenet",
+    "transformer",
+    "mobilenet_v2",
+    "shufflenet",
+    "squeezenet",
+    "xception",
+    "densenet",
+    "efficientnet",
+)
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
