@@ -191,7 +191,8 @@ class QATModel(nn.Module):
 
     def __init__(self, model: nn.Module, example: Tensor, config: Int8Config) -> None:
         super().__init__()
-        from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+        with _quiet():
+            from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
         self.config = config
         self.input_shape = tuple(example.shape[1:])
