@@ -181,3 +181,9 @@ def test_bad_files(ptq, tmp_path):
     with pytest.raises(WeightsError, match=r"another architecture|does not have"):
         load_int8(other)
     assert isinstance(ptq, Int8Model)
+
+
+def test_layers_left_float_are_named_in_a_warning(trained):
+    calib = trained.data.train.subset(torch.arange(32))
+    with pytest.warns(UserWarning, match=r"stay float .*blocks\.0\.attn\.out_proj"):
+        quantize_int8(create("transformer_mnist"), calib, Int8Config(samples=32), compiled=False)

@@ -261,6 +261,18 @@ def _finish(
     for _, observer, key in _observers(prepared):
         scale, zero_point = observer.calculate_qparams()
         qparams[key] = (scale.detach().clone().float(), zero_point.detach().clone().to(torch.int64))
+    float_layers = [
+        name
+        for name, m in float_model.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+        and f"weight:{name}.weight" not in qparams
+    ]
+    if float_layers:
+        warnings.warn(
+            f"{len(float_layers)} layer(s) stay float (no int8 pattern for them in torchao's x86 "
+            f"quantizer): {', '.join(float_layers[:8])}{' ...' if len(float_layers) > 8 else ''}",
+            stacklevel=3,
+        )
     # The plan's float weights are the dequantized int8 weights, so a saved and reloaded model
     # (which stores codes) is bit-identical to this one.
     state = float_model.state_dict()
