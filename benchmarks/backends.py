@@ -6,8 +6,8 @@ per-layer latency lookup table predicts whole-model latency over the zoo.
 Backends as in `slimkit bench` (eager fp32, compiled fp32, torchao int8 eager and compiled,
 ONNX Runtime fp32 and int8), interleaved in one process per model; ratios against eager fp32.
 Models: the embedded LeNet-5 (trained), ResNet-20 (the CIFAR baseline) and MobileNetV1 α = 0.5
-at 32×32 (untrained: speed only). The lookup table is calibrated (scale + per-model overhead)
-on LeNet-5 and ResNet-20, then predicts every zoo model. Results:
+at 32×32 (untrained: speed only). The lookup table is calibrated (one scale) on LeNet-5 and
+ResNet-20, then predicts every zoo model. Results:
 benchmarks/results/backends.json.
 """
 
@@ -70,7 +70,6 @@ def main() -> None:
     abs_errors = [abs(e["error_percent"]) for e in errors.values()]
     result["lookup_table"] = {
         "scale": table.scale,
-        "overhead_ms": table.overhead_ms,
         "entries": len(table.entries),
         "median_abs_error_percent": statistics.median(abs_errors),
         "max_abs_error_percent": max(abs_errors),

@@ -89,8 +89,9 @@ def test_table_predicts_saves_and_reuses(tmp_path):
     assert LatencyTable.load(tmp_path / "junk.json").entries == {}
 
 
-def test_calibration_fits_a_positive_line():
+def test_calibration_scales_the_layer_sum():
     table = LatencyTable(calls=5)
     models = [(create(n).eval(), torch.randn(1, 1, 28, 28)) for n in ("lenet5", "lenet300_100")]
-    scale, overhead = table.calibrate(models)
-    assert scale > 0 and overhead >= 0
+    summed = table.predict(*models[0])
+    scale = table.calibrate(models)
+    assert scale > 0 and table.predict(*models[0]) == pytest.approx(scale * summed)

@@ -3,9 +3,9 @@
 
 Each leaf layer is keyed by its type, its configuration (`extra_repr`: channels, kernel,
 stride, groups, ...) and its input shape, timed alone at batch 1 with 1 thread once, and stored.
-A model's predicted latency is scale · (sum over its leaf calls) + a per-call constant for what
-leaves do not see (the Python forward, functional ops such as residual adds); `calibrate` fits
-both by least squares on models measured whole. The table is a JSON file per machine.
+A model's predicted latency is scale · (sum over its leaf calls); `calibrate` fits the scale on
+models measured whole, covering what isolated layers do not see (functional ops such as residual
+adds, the Python forward). The table is a JSON file per machine; build and use it on a quiet one.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ FORMAT = "slimkit.latency-table/1"
 
 @dataclass
 class LatencyTable:
-    """Layer key → median batch-1 latency (ms); `overhead_ms` per model call."""
+    """Layer key → median batch-1 latency (ms) of that layer alone; `scale` from calibration."""
 
     entries: dict[str, float] = field(default_factory=dict)
-    overhead_ms: float = 0.0
     scale: float = 1.0
     threads: int = 1
     calls: int = 50
@@ -46,25 +45,19 @@ class LatencyTable:
             if key not in self.entries:
                 self.entries[key] = self._time(module, shape)
             total += self.entries[key] * calls
-        return self.scale * total + self.overhead_ms
+        return self.scale * total
 
-    def calibrate(self, models: list[tuple[nn.Module, torch.Tensor]]) -> tuple[float, float]:
-        """Fit measured ≈ scale · Σ layers + overhead_ms by least squares over `models` (measured
-        whole now); one model fits the overhead alone. Returns (scale, overhead_ms)."""
-        self.scale, self.overhead_ms = 1.0, 0.0
-        sums, measured = [], []
+    def calibrate(self, models: list[tuple[nn.Module, torch.Tensor]]) -> float:
+        """Fit `scale` = median(measured / Σ layers) over `models`, measured whole now: what
+        isolated layer timings miss (functional ops, the Python forward, cache effects)."""
+        self.scale = 1.0
+        ratios = []
         for model, example in models:
-            sums.append(self.predict(model, example))
-            measured.append(measure_latency(model, example[:1], threads=self.threads).p50_ms)
-        if len(models) >= 2 and statistics.pvariance(sums) > 0:
-            slope, intercept = statistics.linear_regression(sums, measured)
-            if slope > 0 and intercept >= 0:
-                self.scale, self.overhead_ms = slope, intercept
-                return self.scale, self.overhead_ms
-        self.overhead_ms = max(
-            0.0, statistics.median(m - s for m, s in zip(measured, sums, strict=True))
-        )
-        return self.scale, self.overhead_ms
+            summed = self.predict(model, example)
+            measured = measure_latency(model, example[:1], threads=self.threads).p50_ms
+            ratios.append(measured / summed)
+        self.scale = statistics.median(ratios)
+        return self.scale
 
     def _time(self, module: nn.Module, shape: tuple[int, ...]) -> float:
         layer = copy.deepcopy(module).eval()
@@ -76,8 +69,8 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         path = Path(path) if path else default_path(self.threads)
-        payload = {"format": FORMAT, "threads": self.threads, "overhead_ms": self.overhead_ms,
-                   "scale": self.scale, "entries": self.entries}  # fmt: skip
+        payload = {"format": FORMAT, "threads": self.threads, "scale": self.scale,
+                   "entries": self.entries}  # fmt: skip
         return atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
     @classmethod
@@ -91,9 +84,7 @@ class LatencyTable:
             if data.get("format") != FORMAT:
                 raise ValueError(data.get("format"))
             entries = {str(k): float(v) for k, v in data["entries"].items()}
-            return cls(
-                entries, float(data["overhead_ms"]), float(data["scale"]), int(data["threads"])
-            )
+            return cls(entries, float(data["scale"]), int(data["threads"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls(threads=threads)  # a stale or foreign file is rebuilt, not trusted
 
