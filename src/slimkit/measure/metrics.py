@@ -163,7 +163,10 @@ def measure(
         ).throughput
     weights_in_memory = tensor_bytes(model)
     mem_inf = mem_train = None
-    if memory:
+    # A runtime holding its weights outside torch (ONNX Runtime) allocates them when its session
+    # is built, before the probe: its growth would read as ~0, so it is not reported.
+    foreign = reference is not None and weights_in_memory == 0
+    if memory and not foreign:
         mem_inf = weights_in_memory + _inference_memory(model, example)
         if reference is None:
             mem_train = weights_in_memory + _training_step_memory(
