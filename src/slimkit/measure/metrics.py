@@ -128,7 +128,8 @@ def measure(
     For a model on another runtime (int8 graph, ONNX Runtime) that torch cannot count op by op,
     `reference` is the float model it implements: parameters, MACs and the per-layer profile come
     from it, while speed, memory, accuracy and sizes are the runtime model's own. Training
-    memory is then not measured (the runtime model does not train).
+    memory is then not measured (the runtime model does not train), nor inference memory of a
+    runtime whose weights live outside torch.
     """
     if throughput_batch is not None and throughput_batch < 1:
         raise ConfigError(
