@@ -260,3 +260,31 @@ def test_default_compress_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.perf_counter() - t0 < 300
     assert "top-1 accuracy" in result.stdout and (tmp_path / "out" / "report.html").exists()
+
+
+def test_encode_decode_and_profile_a_slim_file(capsys, tmp_path):
+    code, out, _ = run(capsys, "encode", "--sparsity", "0.9", "--bits", "4", "--out", str(tmp_path))
+    assert code == 0
+    artifact = tmp_path / "lenet5.slim"
+    assert artifact.exists()
+    assert "conv1.weight" in out and "Shannon bound" in out and "(reloaded)" in out
+    encoded = out
+    size = artifact.stat().st_size
+    assert size < 61_706 * 4 / 15  # 90% pruned, 4-bit indices, entropy-coded
+    code, out, err = run(capsys, "decode", str(artifact), "--out", str(tmp_path / "w.safetensors"))
+    assert code == 0 and "slimkit decode" in out and "MB/s" in out
+    assert (tmp_path / "w.safetensors").exists() and "wrote the decoded weights" in err
+    code, out, _ = run(capsys, "profile", "--weights", str(artifact), "--json", "--no-memory")
+    record = json.loads(out)
+    assert code == 0 and record["model"] == "lenet5"
+    assert record["size_file_bytes"] == size and record["sparsity"] > 0.85
+    reloaded = float(encoded.split("-> ")[1].split("%")[0])
+    assert record["top1"] == pytest.approx(100 - reloaded, abs=0.01) and record["top1"] > 50
+
+
+def test_decode_damaged_file_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.slim"
+    bad.write_bytes(b"\x89SLM\r\n\x1a\n\x07")
+    code, _, err = run(capsys, "decode", str(bad))
+    assert code == 2 and err.count("\n") == 1
+    assert "version 7, newer than the 1" in err

@@ -236,3 +236,27 @@ def test_report_renders_in_headless_chromium(tmp_path):
         check=True,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_deep_compression_steps_write_a_slim_file_that_loads_back(tmp_path):
+    from slimkit.share import load_compressed
+
+    text = """
+steps:
+  - prune: {method: magnitude, sparsity: 0.9, scope: global}
+  - share: {bits: 4, epochs: 1, lr: 0.0001, optimizer: adam}
+"""
+    out = tmp_path / "out"
+    result = run(load_recipe(write(tmp_path, text)), out)
+    step = result.steps[1]
+    assert step.artifact == "model.slim"
+    assert step.metrics.size_file_bytes < result.steps[0].metrics.size_file_bytes
+    assert set(step.notes["layer_bits"].values()) == {4}
+    reloaded = load_compressed(out / "02-share" / "model.slim")
+    from slimkit.pipeline.runner import _restore, resolve_inputs
+
+    state = _restore(out / "02-share" / "state.safetensors", resolve_inputs(load_recipe(write(
+        tmp_path, text))))  # fmt: skip
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), state.model(x))

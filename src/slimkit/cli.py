@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from slimkit import bench, prune, quant
+from slimkit import bench, prune, quant, share
 from slimkit.data import load, load_embedded
 from slimkit.default import DEFAULT_MODEL, default_model
 from slimkit.distill import distill
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.export import OnnxModel
-from slimkit.measure import Metrics, measure
+from slimkit.measure import Metrics, evaluate, measure
 from slimkit.nn import create, list_models, model_info
 from slimkit.pipeline.cli import add_parser as add_compress_parser
 from slimkit.train import TrainConfig, fit
@@ -135,12 +135,17 @@ def _load_model(name: str | None, weights: str | None, data_path: str | None):
         trained = default_model()
         data = load(data_path) if data_path else trained.data
         return DEFAULT_MODEL, trained.model, data, trained.train_time_s
-    name = name or DEFAULT_MODEL
-    model = create(name)
-    if weights:
-        load_weights(model, weights)
+    if weights and share.is_slim_file(weights):  # a .slim file carries its architecture
+        meta, _ = share.read_compressed(weights)
+        name = meta["arch"].get("zoo") or name or DEFAULT_MODEL
+        model = share.load_compressed(weights)
     else:
-        log.warning("no --weights given: using an untrained %s (accuracy is chance)", name)
+        name = name or DEFAULT_MODEL
+        model = create(name)
+        if weights:
+            load_weights(model, weights)
+        else:
+            log.warning("no --weights given: using an untrained %s (accuracy is chance)", name)
     if data_path:
         data = load(data_path)
     elif model_info(name).dataset == "mnist":
@@ -337,6 +342,50 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    name, model, data, _ = _load_model(args.model, args.weights, args.data)
+    if args.epochs and data is None:
+        raise ConfigError(f"{name} needs --data to fine-tune the centroids (or --epochs 0)")
+    work = copy.deepcopy(model)
+    if args.sparsity:
+        prune.prune_magnitude(work, prune.MagnitudePruning(sparsity=args.sparsity, scope="global"))
+    config = share.WeightSharing(
+        bits=args.bits,
+        type_bits={torch.nn.Conv2d: args.conv_bits} if args.conv_bits else None,
+        init=args.init,
+        bias_bits=args.bias_bits,
+        codebook=args.codebook,
+    )
+    shared = share.share_weights(work, config)
+    if args.epochs:
+        tune = TrainConfig(epochs=args.epochs, optimizer="adam", lr=args.lr, weight_decay=0.0)
+        distill(shared, model, data.train, tune, alpha=0.5)
+    coders = tuple(dict.fromkeys(["fixed", *args.coders]))
+    artifact = share.save_compressed(
+        shared, Path(args.out) / f"{name}.slim", arch={"zoo": name, "kwargs": {}}, coders=coders
+    )
+    print(share.compression_report(artifact).format("slimkit encode"))
+    if data is not None:
+        before = 100 - evaluate(model, data.test).top1
+        after = 100 - evaluate(share.load_compressed(artifact), data.test).top1
+        print(f"  error on {len(data.test)} test samples: {before:.2f}% -> {after:.2f}% (reloaded)")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    report = share.compression_report(args.file)
+    if args.out:
+        model = share.load_compressed(args.file)
+        path = save_weights(model, args.out)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        print(report.format("slimkit decode"))
+    if args.out:
+        print(f"slimkit decode: wrote the decoded weights to {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_zoo(_args: argparse.Namespace) -> int:
     names = list_models()
     width = max(len(n) for n in names)
@@ -357,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="measure a model on every metric")
     p.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")
-    p.add_argument("--weights", help="weights file (.safetensors or a torch state dict)")
+    p.add_argument(
+        "--weights", help="weights file (.safetensors, a torch state dict, or a .slim file)"
+    )
     p.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
     p.add_argument("--json", action="store_true", help="print the Metrics record as JSON")
     p.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
@@ -447,6 +498,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_distill)
 
     add_compress_parser(sub)
+
+    e = sub.add_parser("encode", help="prune, share weights and entropy-code into a .slim file")
+    e.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")
+    e.add_argument("--weights", help="weights file (.safetensors or a torch state dict)")
+    e.add_argument("--sparsity", type=float, help="prune this fraction of weights first (global)")
+    e.add_argument("--bits", type=int, default=5, help="2^bits shared weights per layer")
+    e.add_argument("--conv-bits", type=int, help="bits for conv layers (default --bits)")
+    e.add_argument("--bias-bits", type=int, help="share biases too, with 2^N values per layer")
+    e.add_argument("--init", choices=share.kmeans.INITS, default="linear")
+    e.add_argument("--codebook", choices=share.kmeans.CODEBOOKS, default="float32")
+    e.add_argument(
+        "--coders",
+        nargs="+",
+        choices=share.CODERS,
+        default=list(share.CODERS),
+        help="coders tried per stream, the smallest kept (fixed is always tried)",
+    )
+    e.add_argument("--epochs", type=int, default=0, help="centroid fine-tuning epochs (needs data)")
+    e.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for the centroids")
+    e.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
+    e.add_argument("--out", default="out", help="folder for the .slim file")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="check a .slim file and report it layer by layer")
+    d.add_argument("file", help="a .slim file written by `slimkit encode`")
+    d.add_argument("--out", help="also write the decoded weights here (.safetensors)")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(func=cmd_decode)
 
     z = sub.add_parser("zoo", help="list the models in the zoo")
     z.set_defaults(func=cmd_zoo)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit import prune, quant
+from slimkit import prune, quant, share
 from slimkit.arch import describe
 from slimkit.data import DataSplits
 from slimkit.distill import distill
@@ -345,6 +345,40 @@ def _quantize_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutp
     return StepOutput(artifact, notes={"layer_bits": bits})
 
 
+# share (Deep Compression) -----------------------------------------------------------------------
+
+_SHARE_KEYS = (fields_of(share.WeightSharing) - {"type_bits", "include_types"}) | {"conv_bits"}
+_SHARE_OPTIONS = {"coders"} | DISTILL_KEYS | TRAIN_KEYS
+
+
+def _share_build(params: dict[str, Any]) -> dict[str, Any]:
+    _check_alpha(params)
+    kwargs = _pick(params, _SHARE_KEYS)
+    conv_bits = kwargs.pop("conv_bits", None)
+    if "exclude" in kwargs:
+        kwargs["exclude"] = tuple(kwargs["exclude"])
+    type_bits = {nn.Conv2d: conv_bits} if conv_bits is not None else None
+    config = share.WeightSharing(type_bits=type_bits, **kwargs)
+    coders = params.get("coders", list(share.CODERS))
+    if not isinstance(coders, list) or any(c not in share.CODERS for c in coders):
+        raise ConfigError(f"coders must be a list drawn from {', '.join(share.CODERS)}")
+    return {"config": config, "coders": tuple(coders), "train": _train_config(params)}
+
+
+def _share_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
+    """k-means weight sharing (pruned zeros stay zero), centroid fine-tuning, then the coded
+    .slim file; the float model carries the shared values on."""
+    shared = share.share_weights(state.model, built["config"])
+    if built["train"] is not None:
+        train(State(shared), ctx, built["train"], built["params"])
+    artifact = share.save_compressed(
+        shared, ctx.out / "model.slim", arch=ctx.arch, coders=built["coders"]
+    )
+    bits = {key.rpartition(".")[0]: p.bits for key, p in share.shared_tensors(shared).items()}
+    state.model = share.freeze_shared(shared)
+    return StepOutput(artifact, notes={"layer_bits": bits})
+
+
 # fuse / export ---------------------------------------------------------------------------------
 
 
@@ -404,6 +438,13 @@ STEPS: dict[str, StepSpec] = {
             _quantize_allowed,
             _quantize_build,
             _quantize_run,
+        ),
+        StepSpec(
+            "share",
+            "k-means weight sharing + centroid fine-tuning, entropy-coded .slim file",
+            lambda p: _SHARE_KEYS | _SHARE_OPTIONS,
+            _share_build,
+            _share_run,
         ),
         StepSpec("fuse", "fold BatchNorm into conv/linear", _no_options, lambda p: {}, _fuse_run),
         StepSpec(
