@@ -145,7 +145,7 @@ def compress(name: str, args: argparse.Namespace, data) -> dict:
     shared_error = error(shared, data)
     alpha = args.distill
     tune = replace(
-        SHARE_TUNE, epochs=args.share_epochs, lr=args.share_lr, label_loss_weight=1 - alpha
+        SHARE_TUNE, epochs=max(args.share_epochs, 1), lr=args.share_lr, label_loss_weight=1 - alpha
     )
     t0 = time.perf_counter()
     if args.share_epochs:
@@ -188,6 +188,8 @@ def compress(name: str, args: argparse.Namespace, data) -> dict:
         "coded_bytes": round(report.coded_bits / 8),
         "shannon_bound_bytes": round(report.bound_bits / 8),
         "coded_over_bound_percent": round(100 * (report.coded_bits / report.bound_bits - 1), 2),
+        "payload_bytes": round(report.payload_bits / 8),
+        "payload_over_bound_percent": round(100 * (report.payload_bits / report.bound_bits - 1), 2),
         "paper": {"compression": ratio, "error_percent": paper_error, "kb": paper_kb},
         "target": {"compression": TARGET[name], "error_percent": dense_error},
         "meets_target": dense_bytes / slim_bytes >= TARGET[name] and reloaded_error <= dense_error,

@@ -105,7 +105,13 @@ def lenet_file(tmp_path_factory):
 # --- round trips ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list_models())
+# Deeper copies of an architecture (same layers, more blocks) round-trip in the slow suite only.
+DEEPER = {"resnet44", "resnet56", "resnet110", "vgg16"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEPER else n for n in list_models()]
+)
 def test_every_zoo_model_round_trips_bit_for_bit(name, tmp_path):
     model = compressed(name, bias_bits=6 if name == "lenet5" else None)
     arch = {"zoo": name, "kwargs": SMALL.get(name, {})}

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from slimkit.errors import ConfigError, WeightsError
+from slimkit.reparam import remove_parametrizations
 
 __all__ = [
     "SCHEMES",
@@ -510,22 +511,5 @@ def freeze_kbit(model: nn.Module) -> nn.Module:
     for name in kbit_layers(model):
         module = model.get_submodule(name)
         check_weight(name, module.parametrizations.weight.original)
-        _unparametrize(module)
+        remove_parametrizations(module, ["weight"])
     return model
-
-
-def _unparametrize(module: nn.Module) -> None:
-    """`parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)`, without
-    its flaw: it deletes the property from the injected class, which deepcopies share, and so
-    breaks every copy of the model. Here the class is swapped back and left alone."""
-    if list(module.parametrizations) != ["weight"]:  # someone parametrized more: torch's way
-        with torch.no_grad():
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-        return
-    with torch.no_grad():
-        value = module.weight.detach()
-        original = module.parametrizations.weight.original
-        original.set_(value)  # the same Parameter object: optimizers holding it stay valid
-    module.__class__ = type(module).__bases__[0]
-    del module._modules["parametrizations"]
-    module._parameters = {"weight": original, **module._parameters}

@@ -37,6 +37,7 @@ from torch.nn.utils import parametrize
 
 from slimkit.errors import ConfigError, WeightsError
 from slimkit.prune.unstructured import MASK, make_permanent
+from slimkit.reparam import remove_parametrizations
 
 __all__ = [
     "CODEBOOKS",
@@ -372,28 +373,5 @@ def freeze_shared(model: nn.Module) -> nn.Module:
         module_name, _, tensor = key.rpartition(".")
         by_module.setdefault(module_name, []).append(tensor)
     for module_name, tensors in by_module.items():
-        _unparametrize(model.get_submodule(module_name), tensors)
+        remove_parametrizations(model.get_submodule(module_name), tensors)
     return model
-
-
-def _unparametrize(module: nn.Module, tensors: list[str]) -> None:
-    """`parametrize.remove_parametrizations(..., leave_parametrized=True)` without its flaw: it
-    deletes properties from the injected class, which deepcopies share (see
-    `slimkit.quant.kbit`). When sharing is all the module's parametrization, the class is
-    swapped back instead and left alone."""
-    if sorted(module.parametrizations) != sorted(tensors):  # more than sharing: torch's way
-        with torch.no_grad():
-            for tensor in tensors:
-                parametrize.remove_parametrizations(module, tensor, leave_parametrized=True)
-        return
-    originals = {}
-    with torch.no_grad():
-        for tensor in ("weight", "bias"):
-            if tensor in tensors:
-                value = getattr(module, tensor).detach()
-                original = module.parametrizations[tensor].original
-                original.set_(value)
-                originals[tensor] = original
-    module.__class__ = type(module).__bases__[0]
-    del module._modules["parametrizations"]
-    module._parameters = {**originals, **module._parameters}

@@ -726,6 +726,12 @@ class CompressionReport:
         return sum(s.bits for s in streams)
 
     @property
+    def payload_bits(self) -> int:
+        """Bits of the coded symbols alone: `coded_bits` less tables and stream headers."""
+        streams = [s for t in self.tensors for s in (t.index, t.gaps) if s is not None]
+        return sum(8 * s.payload_bytes for s in streams)
+
+    @property
     def bound_bits(self) -> float:
         """Shannon bound of the same streams' symbols (order 0)."""
         streams = [s for t in self.tensors for s in (t.index, t.gaps) if s is not None]
@@ -739,7 +745,7 @@ class CompressionReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tensors"] = [t.to_dict() for t in self.tensors]
-        for name in ("compression", "coded_bits", "bound_bits", "decode_mb_per_s"):
+        for name in ("compression", "coded_bits", "payload_bits", "bound_bits", "decode_mb_per_s"):
             d[name] = getattr(self, name)
         return d
 
@@ -759,8 +765,9 @@ class CompressionReport:
                 f"{t.weight_bits_bound:>6.2f} {t.gap_width:>8} {t.index_bits_coded:>6.2f} "
                 f"{t.index_bits_bound:>6.2f} {t.rate_shared:>7.1f}x {t.rate_coded:>7.1f}x  {coders}"
             )
-        bound = self.bound_bits
+        bound = self.bound_bits or 1.0
         coded = self.coded_bits
+        payload = self.payload_bits
         lines += [
             "",
             "  w bits: cluster-index bits per kept weight (fixed, coded, Shannon bound); idx "
@@ -768,8 +775,9 @@ class CompressionReport:
             f"  file {self.file_bytes:,} B (header {self.header_bytes}, metadata "
             f"{self.metadata_bytes}, raw tensors {self.raw_bytes}) for {self.dense_bytes:,} B "
             f"of fp32: {self.compression:.1f}x",
-            f"  coded streams {coded / 8:,.0f} B vs Shannon bound {bound / 8:,.0f} B "
-            f"({(coded / bound - 1) * 100 if bound else 0:+.2f}%)",
+            f"  coded streams {coded / 8:,.0f} B vs Shannon bound {self.bound_bits / 8:,.0f} B "
+            f"({(coded / bound - 1) * 100:+.2f}%; the payloads alone {payload / 8:,.0f} B, "
+            f"{(payload / bound - 1) * 100:+.2f}%)",
         ]
         if self.decode_s:
             lines.append(
