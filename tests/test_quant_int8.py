@@ -175,7 +175,7 @@ def test_bad_files(ptq, tmp_path):
     with pytest.raises(WeightsError, match="not a safetensors"):
         load_int8(junk)
     plain = save_weights(create("lenet5"), tmp_path / "plain.safetensors")
-    with pytest.raises(WeightsError, match="not an int8 model"):
+    with pytest.raises(WeightsError, match="has no int8 model description"):
         load_int8(plain)
     other = save_int8(ptq, tmp_path / "other.int8", arch={"zoo": "lenet300_100"})
     with pytest.raises(WeightsError, match=r"another architecture|does not have"):

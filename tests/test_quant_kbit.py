@@ -425,7 +425,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(WeightsError, match="not a safetensors file"):
         load_kbit(junk)
     plain = save_weights(create("lenet5"), tmp_path / "plain.safetensors")
-    with pytest.raises(WeightsError, match="not a k-bit model file"):
+    with pytest.raises(WeightsError, match="has no k-bit model description"):
         load_kbit(plain)
 
     model = quantize_kbit(create("resnet20"), KBitConfig(bits=3))

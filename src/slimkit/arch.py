@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,6 +70,40 @@ def changed_layers(layers: dict[str, Any], arch: dict[str, Any]) -> dict[str, An
     except (ConfigError, TypeError):
         return layers
     return {name: d for name, d in layers.items() if fresh.get(name) != d}
+
+
+def read_description(
+    path: Path,
+    meta: dict[str, str],
+    *,
+    key: str,
+    fmt: str,
+    what: str,
+    saver: str,
+    dicts: tuple[str, ...] = ("arch", "layers"),
+) -> dict[str, Any]:
+    """The JSON description an artifact keeps under `key` in its safetensors header, checked:
+    present, valid JSON, format `fmt`, and a dict for each of `dicts`. `what` names the kind
+    of model ("pruned-model"), `saver` the function that writes it, for the messages."""
+    if key not in meta:
+        raise WeightsError(
+            f"'{path.name}' has no {what} description: save it with {saver}, or load plain "
+            "weights with slimkit.weights.load_weights"
+        )
+    try:
+        desc = json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"'{path.name}' has a corrupt {what} description ({e})") from None
+    if not isinstance(desc, dict) or desc.get("format") != fmt:
+        found = desc.get("format") if isinstance(desc, dict) else None
+        raise WeightsError(
+            f"'{path.name}' holds format {found!r}, not {fmt}: its {what} description was "
+            "written by another slimkit version, or is damaged"
+        )
+    for name in dicts:
+        if not isinstance(desc.get(name), dict):
+            raise WeightsError(f"'{path.name}': the {what} description lacks its {name!r} dict")
+    return desc
 
 
 def rebuild(

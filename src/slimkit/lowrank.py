@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from slimkit.arch import check_arch, describe, rebuild
+from slimkit.arch import check_arch, describe, read_description, rebuild
 from slimkit.errors import ConfigError, WeightsError
 from slimkit.graph import trace
 from slimkit.measure.common import eval_mode, num_threads
@@ -945,7 +945,15 @@ def load_factorized(
     checked and loaded."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
-    desc = _read_description(path, meta)
+    desc = read_description(
+        path,
+        meta,
+        key=METADATA_KEY,
+        fmt=FORMAT,
+        what="factorized-model",
+        saver="save_factorized",
+        dicts=("arch", "layers", "factorized"),
+    )
     where = f"'{path.name}'"
     model = rebuild(desc["arch"], desc["layers"], factory, where=where)
     for name in sorted(desc["factorized"], key=lambda n: n.count(".")):
@@ -961,25 +969,6 @@ def load_factorized(
     check_weights(model, tensors, source=f"weights {where}")
     model.load_state_dict(tensors)
     return model
-
-
-def _read_description(path: Path, meta: dict[str, str]) -> dict[str, Any]:
-    if METADATA_KEY not in meta:
-        raise WeightsError(
-            f"'{path.name}' has no factorized-model description: save it with save_factorized, "
-            "or load plain weights with slimkit.weights.load_weights"
-        )
-    try:
-        desc = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"'{path.name}' has a corrupt factorized description ({e})") from None
-    if (
-        not isinstance(desc, dict)
-        or desc.get("format") != FORMAT
-        or not all(isinstance(desc.get(k), dict) for k in ("arch", "layers", "factorized"))
-    ):
-        raise WeightsError(f"'{path.name}' does not hold a {FORMAT} description")
-    return desc
 
 
 def _int(v: Any, low: int = 1) -> bool:

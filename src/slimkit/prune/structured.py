@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimkit.arch import check_arch, describe, rebuild, replace_tensor
-from slimkit.errors import ConfigError, WeightsError
+from slimkit.arch import check_arch, describe, read_description, rebuild, replace_tensor
+from slimkit.errors import ConfigError
 from slimkit.graph import CHANNEL_NORM, CONV, ChannelGraph, Group, build_graph
 from slimkit.measure.common import check_input, eval_mode, first_tensor, num_threads
 from slimkit.prune.importance import Importance, accumulate_grads, get_importance
@@ -383,28 +383,10 @@ def load_pruned(
     `factory(**arch["kwargs"])`), described layers resized, then the weights checked and loaded."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
-    desc = _read_description(path, meta)
+    desc = read_description(
+        path, meta, key=METADATA_KEY, fmt=FORMAT, what="pruned-model", saver="save_pruned"
+    )
     model = rebuild(desc["arch"], desc["layers"], factory, where=f"'{path.name}'")
     check_weights(model, tensors, source=f"weights '{path.name}'")
     model.load_state_dict(tensors)
     return model
-
-
-def _read_description(path: Path, meta: dict[str, str]) -> dict[str, Any]:
-    if METADATA_KEY not in meta:
-        raise WeightsError(
-            f"'{path.name}' has no pruned-model description: save it with save_pruned, or load "
-            "plain weights with slimkit.weights.load_weights"
-        )
-    try:
-        desc = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"'{path.name}' has a corrupt pruned-model description ({e})") from None
-    if (
-        not isinstance(desc, dict)
-        or desc.get("format") != FORMAT
-        or not isinstance(desc.get("arch"), dict)
-        or not isinstance(desc.get("layers"), dict)
-    ):
-        raise WeightsError(f"'{path.name}' does not hold a {FORMAT} description")
-    return desc

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimkit.arch import changed_layers, check_arch, describe, rebuild
+from slimkit.arch import changed_layers, check_arch, describe, read_description, rebuild
 from slimkit.compiled import CompiledModel
 from slimkit.data import ArrayDataset, calibration_subset
 from slimkit.errors import ConfigError, DataError, ShapeError, WeightsError
@@ -333,7 +333,15 @@ def load_int8(
     """Rebuild an Int8Model saved by `save_int8` (bit-identical outputs)."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
-    header = _read_header(path, meta)
+    header = read_description(
+        path,
+        meta,
+        key=METADATA_KEY,
+        fmt=FORMAT,
+        what="int8 model",
+        saver="save_int8",
+        dicts=("arch", "layers", "config"),
+    )
     where = f"'{path.name}'"
     model = rebuild(header["arch"], header["layers"], factory, where=where)
     layers = describe(model)  # the full unfolded shapes, for saving it again
@@ -385,18 +393,6 @@ def load_int8(
     return Int8Model(
         model, layers, qparams, example, cfg, compiled=compiled, activation_qparams=acts
     )
-
-
-def _read_header(path: Path, meta: dict[str, str]) -> dict[str, Any]:
-    if METADATA_KEY not in meta:
-        raise WeightsError(f"'{path.name}' is not an int8 model saved by slimkit.quant.save_int8")
-    try:
-        header = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"'{path.name}' has a corrupt int8 header ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise WeightsError(f"'{path.name}' does not hold a {FORMAT} model")
-    return header
 
 
 # --- internals --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimkit.arch import check_arch, describe, rebuild
+from slimkit.arch import check_arch, describe, read_description, rebuild
 from slimkit.errors import ConfigError, WeightsError
 from slimkit.quant.kbit import (
     ACT,
@@ -111,28 +111,6 @@ def save_kbit(model: nn.Module, path: str | os.PathLike, *, arch: dict[str, Any]
     return save_weights(tensors, path, metadata=header)
 
 
-def _read_description(path: Path, meta: dict[str, str]) -> dict[str, Any]:
-    if METADATA_KEY not in meta:
-        raise WeightsError(
-            f"'{path.name}' is not a k-bit model file (no '{METADATA_KEY}' header): save it with "
-            "save_kbit, or load plain weights with slimkit.weights.load_weights"
-        )
-    try:
-        desc = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"'{path.name}' has a corrupt k-bit description ({e})") from None
-    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-        found = desc.get("format") if isinstance(desc, dict) else None
-        raise WeightsError(
-            f"'{path.name}' holds format {found!r}, not {FORMAT}: it was written by another "
-            "slimkit version or damaged"
-        )
-    for field in ("arch", "layers", "quantized", "activations"):
-        if not isinstance(desc.get(field), dict):
-            raise WeightsError(f"'{path.name}': the k-bit description lacks its {field!r} dict")
-    return desc
-
-
 def _weight(
     name: str, info: Any, module: nn.Module | None, tensors: dict[str, Tensor], where: str
 ) -> Tensor:
@@ -189,7 +167,15 @@ def load_kbit(
     if not path.is_file():
         raise WeightsError(f"k-bit model file '{path}' does not exist")
     tensors, meta = read_safetensors(path)
-    desc = _read_description(path, meta)
+    desc = read_description(
+        path,
+        meta,
+        key=METADATA_KEY,
+        fmt=FORMAT,
+        what="k-bit model",
+        saver="save_kbit",
+        dicts=("arch", "layers", "quantized", "activations"),
+    )
     where = f"'{path.name}'"
     model = rebuild(desc["arch"], desc["layers"], factory, where=where)
     modules = dict(model.named_modules())
