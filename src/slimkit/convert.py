@@ -46,6 +46,7 @@ from slimkit.errors import ConfigError
 from slimkit.lowrank import (
     LayerFilter,
     LayerPlan,
+    apply_plans,
     axis_conv_args,
     block,
     check_filter,
@@ -289,14 +290,4 @@ def convert(model: nn.Module, config: Conversion) -> nn.Module:
 def convert_(model: nn.Module, config: Conversion) -> nn.Module:
     """Convert `model` in place: each chosen conv becomes a block under its own name."""
     plans = _plan(model, config, build=True)
-    done = [(plan, made) for plan, made in plans if made is not None]
-    if not done:
-        reasons = "; ".join(f"{p.name}: {p.skipped}" for p, _ in plans[:3]) or "no conv chosen"
-        raise ConfigError(
-            f"nothing to convert in {type(model).__name__} ({reasons}): choose other layers or "
-            "a smaller depth_multiplier / rank"
-        )
-    for plan, made in done:
-        made.train(model.get_submodule(plan.name).training)  # keep the model's mode
-        model.set_submodule(plan.name, made)
-    return model
+    return apply_plans(model, plans, "convert", "use a smaller depth_multiplier or rank")

@@ -860,12 +860,18 @@ def factorize(model: nn.Module, config: LowRank) -> nn.Module:
 def factorize_(model: nn.Module, config: LowRank) -> nn.Module:
     """Factorize `model` in place: each chosen layer becomes a block under its own name."""
     plans = _plan(model, config, build=True)
+    return apply_plans(model, plans, "factorize", "lower the rank, energy or ratio")
+
+
+def apply_plans(model: nn.Module, plans: list, verb: str, hint: str) -> nn.Module:
+    """Swap each planned layer for its built block (keeping train/eval mode); a one-line
+    ConfigError, with the first reasons, when no layer was replaced."""
     done = [(plan, made) for plan, made in plans if made is not None]
     if not done:
         reasons = "; ".join(f"{p.name}: {p.skipped}" for p, _ in plans[:3]) or "no layer chosen"
         raise ConfigError(
-            f"nothing to factorize in {type(model).__name__} ({reasons}): lower the rank, "
-            "energy or ratio, or choose other layers"
+            f"nothing to {verb} in {type(model).__name__} ({reasons}): {hint}, or choose "
+            "other layers"
         )
     for plan, made in done:
         made.train(model.get_submodule(plan.name).training)  # keep the model's mode
