@@ -55,10 +55,12 @@ __all__ = [
     "LayerPlan",
     "LowRank",
     "cp_layer",
+    "describe_blocks",
     "evbmf_rank",
     "factorize",
     "factorize_",
     "factorized_layers",
+    "insert_blocks",
     "load_factorized",
     "plan_factorization",
     "save_factorized",
@@ -920,6 +922,29 @@ def _spec(seq: nn.Module) -> dict[str, Any]:
     return {**vars(seq)[TAG], "layers": [_layer_spec(n, m) for n, m in seq.named_children()]}
 
 
+def describe_blocks(model: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(shapes of the layers outside replacement blocks, each block's JSON spec): with `arch`,
+    what rebuilds the model — `rebuild(arch, layers)` then `insert_blocks(model, blocks)`."""
+    replaced = factorized_layers(model)
+    inside = tuple(f"{n}." for n in replaced)
+    layers = {n: d for n, d in describe(model).items() if not n.startswith(inside)}
+    return layers, {n: _spec(model.get_submodule(n)) for n in replaced}
+
+
+def insert_blocks(model: nn.Module, blocks: dict[str, Any], where: str) -> None:
+    """Swap the blocks `describe_blocks` wrote into a rebuilt model (weights uninitialized)."""
+    for name in sorted(blocks, key=lambda n: n.count(".")):
+        made = _build_block(blocks[name], f"{where}, block {name!r}")
+        try:
+            model.get_submodule(name)
+        except AttributeError:
+            raise WeightsError(
+                f"{where} replaces layer {name!r} that {type(model).__name__} does not have: "
+                "the file is for another architecture"
+            ) from None
+        model.set_submodule(name, made)
+
+
 def save_factorized(model: nn.Module, path: str | os.PathLike, *, arch: dict[str, Any]) -> Path:
     """Write weights + a JSON description as one safetensors file (atomically); no pickle.
 
@@ -933,9 +958,7 @@ def save_factorized(model: nn.Module, path: str | os.PathLike, *, arch: dict[str
             f"{type(model).__name__} has no factorized or converted layers: factorize or convert "
             "it first, or save it with save_pruned / save_weights"
         )
-    inside = tuple(f"{n}." for n in replaced)
-    layers = {n: d for n, d in describe(model).items() if not n.startswith(inside)}
-    blocks = {n: _spec(model.get_submodule(n)) for n in replaced}
+    layers, blocks = describe_blocks(model)
     text = json.dumps(
         {"format": FORMAT, "arch": check_arch(arch), "layers": layers, "factorized": blocks},
         separators=(",", ":"),
@@ -962,16 +985,7 @@ def load_factorized(
     )
     where = f"'{path.name}'"
     model = rebuild(desc["arch"], desc["layers"], factory, where=where)
-    for name in sorted(desc["factorized"], key=lambda n: n.count(".")):
-        made = _build_block(desc["factorized"][name], f"{where}, block {name!r}")
-        try:
-            model.get_submodule(name)
-        except AttributeError:
-            raise WeightsError(
-                f"{where} replaces layer {name!r} that {type(model).__name__} does not have: "
-                "the file is for another architecture"
-            ) from None
-        model.set_submodule(name, made)
+    insert_blocks(model, desc["factorized"], where)
     check_weights(model, tensors, source=f"weights {where}")
     model.load_state_dict(tensors)
     return model

@@ -91,7 +91,9 @@ def _training_step_memory(model: nn.Module, batch: torch.Tensor) -> int:
     return peak_memory(step).increase_bytes
 
 
-def _inference_memory(model: nn.Module, example: torch.Tensor) -> int:
+def inference_memory(model: nn.Module, example: torch.Tensor) -> int:
+    """Bytes one inference on `example` adds at its peak (the working set; weights excluded)."""
+
     def forward() -> None:
         with eval_mode(model), torch.inference_mode():
             model(example)
@@ -168,7 +170,7 @@ def measure(
     # is built, before the probe: its growth would read as ~0, so it is not reported.
     foreign = reference is not None and weights_in_memory == 0
     if memory and not foreign:
-        mem_inf = weights_in_memory + _inference_memory(model, example)
+        mem_inf = weights_in_memory + inference_memory(model, example)
         if reference is None:
             mem_train = weights_in_memory + _training_step_memory(
                 model, big_batch if big_batch is not None else example

@@ -29,13 +29,14 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.arch import describe, rebuild
+from slimkit.arch import rebuild
 from slimkit.data import DataSplits, load, load_embedded
 from slimkit.default import DEFAULT_MODEL, default_model
 from slimkit.errors import ConfigError
 from slimkit.export import OnnxModel
 from slimkit.files import atomic_write_text
 from slimkit.fold import fold_bn_
+from slimkit.lowrank import describe_blocks, insert_blocks
 from slimkit.measure import Metrics, measure
 from slimkit.nn import create, model_info
 from slimkit.pipeline.recipe import Recipe
@@ -167,7 +168,7 @@ def run_recipe(
             last_state_file = folder / "state.safetensors"
             continue
         if state_key != _previous_key(inputs.key, recipe, i):
-            state = _restore(last_state_file, inputs)
+            state = load_state(last_state_file, inputs)
         log(f"step {i + 1}/{len(recipe.steps)} {step.kind} {step.params or ''}".rstrip())
         folder.mkdir(parents=True, exist_ok=True)
         ctx = Context(inputs.data, inputs.model, inputs.arch, folder, threads, progress)
@@ -293,18 +294,21 @@ def _write_result(folder: Path, key: str, record: StepRecord) -> None:
 
 
 def _save_state(state: State, path: Path, arch: dict[str, Any]) -> None:
-    layers = state.unfolded_layers if state.folded else describe(state.model)
-    header = {"format": STATE_FORMAT, "arch": arch, "layers": layers, "sparse": state.sparse,
-              "folded": state.folded}  # fmt: skip
+    layers, blocks = describe_blocks(state.model)
+    if state.folded:
+        layers = state.unfolded_layers
+    header = {"format": STATE_FORMAT, "arch": arch, "layers": layers, "blocks": blocks,
+              "sparse": state.sparse, "folded": state.folded}  # fmt: skip
     save_weights(state.model, path, metadata={STATE_KEY: json.dumps(header)})
 
 
-def _restore(path: Path | None, inputs: Inputs) -> State:
+def load_state(path: Path | None, inputs: Inputs) -> State:
     if path is None:
         return State(copy.deepcopy(inputs.model))
     tensors, meta = read_safetensors(path)
     header = json.loads(meta[STATE_KEY])
     model = rebuild(header["arch"], header["layers"], inputs.factory, where=f"'{path}'")
+    insert_blocks(model, header.get("blocks", {}), f"'{path}'")
     state = State(model, sparse=header["sparse"])
     if header["folded"]:
         state.unfolded_layers = header["layers"]

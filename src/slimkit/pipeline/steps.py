@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from slimkit import prune, quant, share
-from slimkit.arch import describe
+from slimkit.convert import Conversion, convert
 from slimkit.data import DataSplits
 from slimkit.distill import distill
 from slimkit.errors import ConfigError
 from slimkit.export import export_onnx
 from slimkit.fold import fold_bn_
+from slimkit.lowrank import LowRank, describe_blocks, factorize, factorized_layers, save_factorized
 from slimkit.train import TrainConfig, fit
 
 
@@ -188,8 +189,7 @@ def _prune_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
             state.model = prune.make_permanent(state.model)
         if cfg is not None:
             train(state, ctx, cfg, params)
-        artifact = prune.save_pruned(state.model, ctx.out / "model.safetensors", arch=ctx.arch)
-        return StepOutput(artifact)
+        return StepOutput(_save_float(state, ctx))
     if built["gradual"]:
         hook = None
         if params.get("distill_alpha", 0) > 0:
@@ -246,7 +246,45 @@ def _distill_build(params: dict[str, Any]) -> dict[str, Any]:
 def _save_float(state: State, ctx: Context) -> Path:
     if state.sparse:
         return prune.save_sparse(state.model, ctx.out / "model.sparse.safetensors")
+    if factorized_layers(state.model):
+        return save_factorized(state.model, ctx.out / "model.safetensors", arch=ctx.arch)
     return prune.save_pruned(state.model, ctx.out / "model.safetensors", arch=ctx.arch)
+
+
+# factorize / convert (layer surgery) -----------------------------------------------------------
+
+_SURGERY_OPTIONS = DISTILL_KEYS | TRAIN_KEYS
+_LOWRANK_KEYS = fields_of(LowRank)
+_CONVERSION_KEYS = fields_of(Conversion)
+
+
+def _surgery_build(cls: type, keys: set[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(params: dict[str, Any]) -> dict[str, Any]:
+        _check_alpha(params)
+        kwargs = _pick(params, keys)
+        for key in ("exclude", "layers"):  # YAML lists → the tuples the configs keep
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        if isinstance(kwargs.get("rank"), list):  # Tucker-2's (rank_in, rank_out)
+            kwargs["rank"] = tuple(kwargs["rank"])
+        return {"config": cls(**kwargs), "train": _train_config(params)}
+
+    return build
+
+
+def _surgery_run(verb: Callable[[nn.Module, Any], nn.Module]):
+    """Factorize or convert layers, then recover by training (distilling when asked). Pruned
+    zeros do not survive: the new factors are dense."""
+
+    def run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
+        state.model = verb(state.model, built["config"])
+        state.sparse = False
+        if built["train"] is not None:
+            train(state, ctx, built["train"], built["params"])
+        state.model.eval()
+        return StepOutput(_save_float(state, ctx))
+
+    return run
 
 
 # quantize --------------------------------------------------------------------------------------
@@ -384,7 +422,7 @@ def _share_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
 
 def _fuse_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
     if not state.folded:
-        state.unfolded_layers = describe(state.model)
+        state.unfolded_layers = describe_blocks(state.model)[0]
     pairs = fold_bn_(state.model)
     state.folded = True
     return StepOutput(_save_float(state, ctx), notes={"folded": [list(p) for p in pairs]})
@@ -431,6 +469,20 @@ STEPS: dict[str, StepSpec] = {
             lambda p: TRAIN_KEYS | DISTILL_KEYS,
             _distill_build,
             _finetune_run,
+        ),
+        StepSpec(
+            "factorize",
+            "low-rank factorization: SVD of Linear, Tucker-2 or CP of Conv2d, then recovery",
+            lambda p: _LOWRANK_KEYS | _SURGERY_OPTIONS,
+            _surgery_build(LowRank, _LOWRANK_KEYS),
+            _surgery_run(factorize),
+        ),
+        StepSpec(
+            "convert",
+            "k×k convs → depthwise-separable or asymmetric (k×1, 1×k) convs, then recovery",
+            lambda p: _CONVERSION_KEYS | _SURGERY_OPTIONS,
+            _surgery_build(Conversion, _CONVERSION_KEYS),
+            _surgery_run(convert),
         ),
         StepSpec(
             "quantize",
