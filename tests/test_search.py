@@ -363,3 +363,90 @@ def test_two_workers_share_one_study_on_postgresql_and_survive_a_kill(tmp_path, 
     assert len(killed) == 1, f"the killed worker's trial was not detected: {states}"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert retried and retried[0].state == TrialState.COMPLETE
+
+
+def test_measured_latency_and_memory_are_real_figures():
+    from slimkit.data import load_embedded
+    from slimkit.search import Evaluator
+
+    model, x = _lenet()
+    proxy = ProxyConfig(val_size=100, recal_batches=0, latency="measured", latency_calls=20)
+    ev = Evaluator(model, load_embedded(), {"zoo": "lenet5"}, ("latency", "memory"), proxy)
+    space = default_space(model, x, ("channel",))
+    dense = ev.resources(space.policy(space.identity()))
+    small = ev.resources(space.policy(space.extreme()))
+    assert dense["latency"] > 0 and small["memory"] > 0
+    assert small["size"] < dense["size"] / 4 and small["macs"] < dense["macs"] / 4
+    assert dense["memory"] > dense["size"] * 0.5  # the weights are part of what a run holds
+
+
+def test_cli_search_prints_the_front_and_rejects_bad_budgets(tmp_path, capsys):
+    from slimkit.cli import main
+
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "search",
+            "lenet5",
+            "--budget",
+            "macs<0.7x",
+            "--trials",
+            "3",
+            "--finalists",
+            "0",
+            "--val-size",
+            "100",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0 and (out / "search.json").is_file()
+    assert "proxy top-1" in capsys.readouterr().out
+    assert main(["search", "--budget", "latency<2furlongs", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown unit 'furlongs'" in err[0]
+
+
+NET = """
+import torch
+from torch import nn
+
+def make():  # seeded: without weights, the recipe's input model must come out the same twice
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    net.input_shape = (1, 28, 28)
+    return net
+"""
+
+
+def test_width_and_resolution_multipliers_are_searched_and_reproduced(tmp_path):
+    (tmp_path / "net.py").write_text(NET)
+    inputs = Recipe(model=f"{tmp_path / 'net.py'}:make")
+    config = SearchConfig(
+        Budget.parse("macs<0.3x"),
+        kinds=("width", "resolution"),
+        trials=6,
+        finalists=1,
+        finetune={"epochs": 0},  # the policy alone: reproduced without any training
+        proxy=FAST,
+    )
+    result = search(inputs, config, tmp_path / "s", log=_quiet)
+    assert [d.name for d in result.space.dims] == ["width:model", "resolution:input"]
+    final = result.best.run.final
+    assert final.macs <= result.caps["macs"]
+    recipe = load_recipe(tmp_path / "s" / "best.yaml")
+    policy = result.space.policy(list(result.best.record.indices))
+    assert recipe.resolution == policy["resolution:input"]
+    again = run_recipe(recipe, tmp_path / "again", measure_memory=False, log=_quiet)
+    assert again.final.macs == final.macs and again.final.top1 == final.top1
+
+
+def test_a_recipe_resolution_needs_a_model_that_can_take_it(tmp_path):
+    from slimkit.pipeline.recipe import parse_recipe
+
+    with pytest.raises(ConfigError, match=r"resolution must be a number in \(0, 1\]"):
+        parse_recipe({"resolution": 1.5})
+    with pytest.raises(ConfigError, match="lenet5 cannot run on 21x21 inputs"):
+        run_recipe(parse_recipe({"model": "lenet5", "resolution": 0.75}), tmp_path, log=_quiet)

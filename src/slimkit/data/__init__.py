@@ -15,6 +15,8 @@ from slimkit.data.dataset import (
     calibration_subset,
     channel_stats,
     random_crop_flip,
+    resized,
+    scaled_size,
     train_val_split,
 )
 from slimkit.data.idx import MNIST_MEAN, MNIST_STD, load_embedded, load_idx, read_idx
@@ -41,6 +43,8 @@ __all__ = [
     "load_npz",
     "random_crop_flip",
     "read_idx",
+    "resized",
+    "scaled_size",
     "train_val_split",
     "unpack_tarball",
 ]

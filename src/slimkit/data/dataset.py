@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Generator, Tensor
 
 from slimkit.errors import ConfigError, DataError
@@ -310,3 +311,26 @@ def calibration_subset(ds: ArrayDataset, n: int = 256, seed: int = 0) -> ArrayDa
     quotas = _balanced_quotas([len(m) for m in per_class], n)
     idx = torch.cat([m[:q] for m, q in zip(per_class, quotas, strict=True)])
     return ds.subset(idx.sort().values)
+
+
+def resized(ds: ArrayDataset, size: tuple[int, int]) -> ArrayDataset:
+    """`ds` with every image resampled to `size` = (H, W): bilinear, antialiased when shrinking
+    (how a camera pipeline would feed a smaller input)."""
+    if ds.sample_shape[1:] == tuple(size):
+        return ds
+    chunks = [
+        F.interpolate(
+            ds.images[i : i + 4096].float(), size=tuple(size), mode="bilinear", antialias=True
+        )
+        .round_()
+        .clamp_(0, 255)
+        .to(torch.uint8)
+        for i in range(0, len(ds), 4096)
+    ]  # 4096 at a time: a float copy of all of CIFAR-10 would be 600 MB
+    return ArrayDataset(torch.cat(chunks), ds.labels, ds.classes, ds.mean, ds.std)
+
+
+def scaled_size(ds: ArrayDataset, scale: float) -> tuple[int, int]:
+    """(H, W) of `ds`'s images times `scale`, rounded, at least 1 pixel."""
+    _, h, w = ds.sample_shape
+    return max(1, round(h * scale)), max(1, round(w * scale))

@@ -58,6 +58,14 @@ def example_input(model: nn.Module, batch_size: int = 1) -> torch.Tensor:
     return torch.randn(batch_size, *shape)
 
 
+def declare_input(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """Set the (C, H, W) a model declares it takes, e.g. after a resolution multiplier; models
+    that declare none are left alone. Returns `model`."""
+    if getattr(model, "input_shape", None) is not None:
+        model.input_shape = tuple(shape)
+    return model
+
+
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
     """Raise a one-line ShapeError when a batch does not fit the model's declared input shape."""
     shape = getattr(model, "input_shape", None)

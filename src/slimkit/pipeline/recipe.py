@@ -26,7 +26,7 @@ import yaml
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.pipeline.steps import STEPS, StepSpec
 
-TOP_KEYS = ("model", "weights", "data", "steps")
+TOP_KEYS = ("model", "weights", "data", "resolution", "steps")
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,13 @@ class Recipe:
     data: str = "embedded"
     steps: tuple[Step, ...] = field(default_factory=tuple)
     source: str = "<recipe>"
+    resolution: float = 1.0  # input images resized by this factor (a resolution multiplier)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "weights": self.weights,
-            "data": self.data,
-            "steps": [{s.kind: s.params} for s in self.steps],
-        }
+        out: dict[str, Any] = {"model": self.model, "weights": self.weights, "data": self.data}
+        if self.resolution != 1.0:
+            out["resolution"] = self.resolution
+        return {**out, "steps": [{s.kind: s.params} for s in self.steps]}
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
@@ -86,6 +85,16 @@ def parse_recipe(raw: Any, *, source: str = "<recipe>", lines: _LineIndex | None
     for key in ("model", "weights", "data"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(f"{source}{lines.at(key)}: {key} must be a string")
+    resolution = raw.get("resolution", 1.0)
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, float))
+        or not 0 < resolution <= 1
+    ):
+        raise ConfigError(
+            f"{source}{lines.at('resolution')}: resolution must be a number in (0, 1] (the "
+            f"input size multiplier), got {resolution!r}"
+        )
     steps_raw = raw.get("steps") or []
     if not isinstance(steps_raw, list):
         raise ConfigError(f"{source}{lines.at('steps')}: steps must be a list of steps")
@@ -111,6 +120,7 @@ def parse_recipe(raw: Any, *, source: str = "<recipe>", lines: _LineIndex | None
         data=raw.get("data") or "embedded",
         steps=tuple(steps),
         source=source,
+        resolution=float(resolution),
     )
 
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from slimkit.arch import rebuild
-from slimkit.data import DataSplits, load, load_embedded
+from slimkit.data import DataSplits, load, load_embedded, resized, scaled_size
 from slimkit.default import DEFAULT_MODEL, default_model
 from slimkit.errors import ConfigError
 from slimkit.export import OnnxModel
@@ -38,6 +39,7 @@ from slimkit.files import atomic_write_text
 from slimkit.fold import fold_bn_
 from slimkit.lowrank import describe_blocks, insert_blocks
 from slimkit.measure import Metrics, measure
+from slimkit.measure.common import declare_input
 from slimkit.nn import create, model_info
 from slimkit.pipeline.recipe import Recipe
 from slimkit.pipeline.steps import STEPS, Context, State, build_step
@@ -112,7 +114,26 @@ def resolve_inputs(recipe: Recipe) -> Inputs:
             data = load(recipe.data)
     model.eval()
     key = _hash([name, weights_id, recipe.data, data.name])
+    if recipe.resolution != 1.0:
+        data = at_resolution(model, data, recipe.resolution, name)
+        key = _hash([key, recipe.resolution])
     return Inputs(name, model, data, arch, factory, key)
+
+
+def at_resolution(model: nn.Module, data: DataSplits, scale: float, name: str) -> DataSplits:
+    """The data with its images resized by `scale`, once the model is known to run on them (a
+    model with global pooling does; one that flattens a fixed feature map does not)."""
+    size = scaled_size(data.test, scale)
+    test = resized(data.test, size)
+    try:
+        with torch.no_grad():
+            declare_input(model, test.sample_shape).eval()(test.normalized(torch.arange(2)))
+    except RuntimeError:
+        raise ConfigError(
+            f"{name} cannot run on {size[0]}x{size[1]} inputs (resolution {scale:g}): its layers "
+            "need the size it was built for; resolution multipliers suit models with global pooling"
+        ) from None
+    return DataSplits(resized(data.train, size), test, f"{data.name}@{scale:g}")
 
 
 def _load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -309,6 +330,7 @@ def load_state(path: Path | None, inputs: Inputs) -> State:
     header = json.loads(meta[STATE_KEY])
     model = rebuild(header["arch"], header["layers"], inputs.factory, where=f"'{path}'")
     insert_blocks(model, header.get("blocks", {}), f"'{path}'")
+    declare_input(model, inputs.data.test.sample_shape)  # the recipe's resolution
     state = State(model, sparse=header["sparse"])
     if header["folded"]:
         state.unfolded_layers = header["layers"]

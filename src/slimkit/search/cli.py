@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="latency of a candidate: predicted by the lookup table, or timed",
     )
     p.add_argument("--val-size", type=int, default=2000, help="held-out training images")
+    p.add_argument(
+        "--proxy-steps", type=int, default=0, help="SGD steps on each candidate before scoring"
+    )
     p.add_argument("--storage", help="sqlite:///file.db or postgresql://user:pass@host/db")
     p.add_argument("--study", help="study name (workers sharing a search use the same one)")
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +89,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         finalists=args.finalists,
         finetune={"epochs": args.epochs, "lr": args.lr, "distill_alpha": args.distill_alpha},
         max_drop=args.max_drop,
-        proxy=ProxyConfig(val_size=args.val_size, latency=args.latency),
+        proxy=ProxyConfig(val_size=args.val_size, steps=args.proxy_steps, latency=args.latency),
         storage=args.storage,
         study=args.study,
         seed=args.seed,

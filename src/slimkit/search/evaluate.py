@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from slimkit import prune, quant
-from slimkit.data import DataSplits, batches, calibration_subset
+from slimkit.data import DataSplits, batches, calibration_subset, resized, scaled_size
 from slimkit.errors import ConfigError
 from slimkit.lowrank import save_factorized
 from slimkit.measure import count_macs, count_params, evaluate, measure_latency, tensor_bytes
 from slimkit.measure.lookup import LatencyTable
 from slimkit.measure.metrics import inference_memory
-from slimkit.search.space import artifact_kind, build
+from slimkit.search.space import artifact_kind, build, resolution_of, scaled
 
 LATENCY_MODES = ("lookup", "measured")
 
@@ -95,19 +95,21 @@ class Evaluator:
         key = repr(sorted(policy.items()))
         if key not in self._resources:
             model = model if model is not None else self.build(policy)
-            self._resources[key] = self._measure(model, artifact_kind(policy))
+            x = scaled(self.example[:1], resolution_of(policy))
+            self._resources[key] = self._measure(model, artifact_kind(policy), x)
         return self._resources[key]
 
     def evaluate(self, policy: dict[str, float]) -> Evaluation:
         model = self.build(policy)
         resources = self.resources(policy, model)
-        self._recover(model, artifact_kind(policy) == "sparse")
-        return Evaluation(evaluate(model, self.val).top1, resources)
+        scale = resolution_of(policy)
+        self._recover(model, artifact_kind(policy) == "sparse", scale)
+        val = resized(self.val, scaled_size(self.val, scale))
+        return Evaluation(evaluate(model, val).top1, resources)
 
     # --- resources ---
 
-    def _measure(self, model: nn.Module, kind: str) -> dict[str, float]:
-        x = self.example[:1]
+    def _measure(self, model: nn.Module, kind: str, x: torch.Tensor) -> dict[str, float]:
         deployed = _float_copy(model) if kind == "kbit" else model
         counts = count_macs(deployed, x)
         out: dict[str, float] = {
@@ -143,11 +145,11 @@ class Evaluator:
 
     # --- proxy accuracy ---
 
-    def _recover(self, model: nn.Module, sparse: bool) -> None:
+    def _recover(self, model: nn.Module, sparse: bool, scale: float) -> None:
         if self.proxy.steps:
-            _short_finetune(model, self.data, self.proxy, sparse)
+            _short_finetune(model, self.data, self.proxy, sparse, scale)
         if self.proxy.recal_batches:
-            recalibrate_bn(model, self.data, self.proxy.recal_batches)
+            recalibrate_bn(model, self.data, self.proxy.recal_batches, scale=scale)
         model.eval()
 
 
@@ -156,10 +158,10 @@ def _float_copy(model: nn.Module) -> nn.Module:
 
 
 def recalibrate_bn(
-    model: nn.Module, data: DataSplits, n_batches: int, batch_size: int = 64
+    model: nn.Module, data: DataSplits, n_batches: int, batch_size: int = 64, scale: float = 1.0
 ) -> None:
     """Re-estimate every BatchNorm's running statistics as a plain average over `n_batches`
-    training batches; other layers stay in eval mode (no dropout)."""
+    training batches (resized by `scale`); other layers stay in eval mode (no dropout)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -174,13 +176,15 @@ def recalibrate_bn(
         for i, (x, _) in enumerate(batches(data.train, batch_size, shuffle=True, seed=1)):
             if i == n_batches:
                 break
-            model(x)
+            model(scaled(x, scale))
     for bn, momentum in zip(norms, saved, strict=True):
         bn.momentum = momentum
     model.eval()
 
 
-def _short_finetune(model: nn.Module, data: DataSplits, proxy: ProxyConfig, sparse: bool) -> None:
+def _short_finetune(
+    model: nn.Module, data: DataSplits, proxy: ProxyConfig, sparse: bool, scale: float
+) -> None:
     if sparse:
         prune.apply_masks(
             model, {n: m.weight != 0 for n, m in prune.prunable_layers(model).items()}
@@ -194,7 +198,7 @@ def _short_finetune(model: nn.Module, data: DataSplits, proxy: ProxyConfig, spar
     while step < proxy.steps:
         for x, y in batches(data.train, 64, shuffle=True, seed=2, epoch=step):
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
+            loss_fn(model(scaled(x, scale)), y).backward()
             opt.step()
             if sparse:
                 prune.reapply_masks(model)

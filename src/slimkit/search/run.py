@@ -35,7 +35,8 @@ from slimkit.pipeline.runner import RunResult, load_state, resolve_inputs, run_r
 from slimkit.search.budget import Budget, format_value
 from slimkit.search.evaluate import Evaluation, Evaluator, ProxyConfig
 from slimkit.search.pareto import pareto_front
-from slimkit.search.space import Space, default_space, recipe_steps
+from slimkit.search.report import write_report
+from slimkit.search.space import Space, default_space, recipe_steps, resolution_of
 from slimkit.search.strategies import amc, greedy
 from slimkit.search.study import (
     Record,
@@ -192,8 +193,6 @@ def search(
         )
         result.best = max(result.finalists, key=lambda f: f.val_top1)
     result.wall_s = time.perf_counter() - t0
-    from slimkit.search.report import write_report
-
     write_report(result)
     if not feasible:
         closest = min(records, key=lambda r: _pressure(r.evaluation.resources, caps))
@@ -370,6 +369,7 @@ def policy_recipe(inputs: Recipe, policy: dict[str, float], finetune: dict[str, 
         "model": inputs.model,
         "weights": inputs.weights,
         "data": inputs.data,
+        "resolution": resolution_of(policy) * inputs.resolution,
         "steps": recipe_steps(policy, finetune),
     }
     return parse_recipe({k: v for k, v in raw.items() if v is not None}, source="search policy")

@@ -97,7 +97,7 @@ def amc(trials: Trials, layer_sizes: list[int], seed: int = 0, episodes: int = 1
             log_probs.append(torch.distributions.Normal(mean, sigma).log_prob(action))
             n = len(d.choices)
             idx = round(float(action.clamp(0, 1)) * (n - 1))
-            while idx < n - 1 and trials.pressure([*indices[:t], idx, *extreme[t + 1:]]) > 1:
+            while idx < n - 1 and trials.pressure([*indices[:t], idx, *extreme[t + 1 :]]) > 1:
                 idx += 1  # keep the budget reachable
             indices[t] = idx
             prev = idx / (n - 1)
