@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from slimkit.errors import ConfigError, SlimkitError
-from slimkit.files import atomic_write_text
+from slimkit.files import atomic_write, atomic_write_text
 from slimkit.measure import evaluate
 from slimkit.pipeline.recipe import Recipe, parse_recipe
 from slimkit.pipeline.runner import RunResult, load_state, resolve_inputs, run_recipe
@@ -134,7 +135,8 @@ def search(
     progress: bool | None = None,
 ) -> SearchResult:
     """Search `inputs` (the model, weights and data of a recipe) under `config`; results in
-    `out`: search.db (unless storage= is given), best.yaml, final/, search.json, search.html."""
+    `out`: search.db (unless storage= is given), best.yaml + best.* (the recipe and the model
+    file), finalist-N/ (their pipeline runs), search.json, search.html."""
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -382,6 +384,14 @@ def _write_best(result: SearchResult, out: Path) -> None:
         f"(trial {best.record.number})\n" + yaml.safe_dump(best.recipe.to_dict(), sort_keys=False)
     )
     atomic_write_text(out / "best.yaml", text)
+    last = best.run.steps[-1] if best.run.steps else None
+    if last is not None and last.artifact:  # the chosen model's file, beside its recipe
+        source = best.run.out / f"{len(best.run.steps):02d}-{last.kind}" / last.artifact
+        with open(source, "rb") as f:
+            atomic_write(
+                out / ("best." + last.artifact.partition(".")[2]),
+                lambda g: shutil.copyfileobj(f, g),
+            )
 
 
 def _front(records: list[Record], caps: dict[str, float]) -> list[Record]:
