@@ -451,3 +451,22 @@ def test_a_recipe_resolution_needs_a_model_that_can_take_it(tmp_path):
         parse_recipe({"resolution": 1.5})
     with pytest.raises(ConfigError, match="lenet5 cannot run on 21x21 inputs"):
         run_recipe(parse_recipe({"model": "lenet5", "resolution": 0.75}), tmp_path, log=_quiet)
+
+
+def test_a_policy_the_library_refuses_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypatch):
+    from slimkit.search import evaluate as ev
+
+    plain = ev.Evaluator.evaluate
+
+    def picky(self, policy):
+        if policy["channel:conv1"] >= 0.5:
+            raise ConfigError("conv1 refuses to be halved")
+        return plain(self, policy)
+
+    monkeypatch.setattr(ev.Evaluator, "evaluate", picky)
+    for strategy in ("tpe", "greedy"):
+        config = SearchConfig(Budget.parse("macs<0.9x"), strategy=strategy, trials=8,
+                              finalists=0, proxy=FAST)  # fmt: skip
+        result = search(UNTRAINED, config, tmp_path / strategy, log=_quiet)
+        assert result.records and all(r.indices[0] < 5 for r in result.records)
+        assert result.states.get("fail", 0) >= (1 if strategy == "tpe" else 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -219,6 +220,7 @@ class _Driver:
         self.deadline = t0 + config.time_limit_s if config.time_limit_s else None
         self.cache: dict[tuple[int, ...], Evaluation] = {}
         self.evaluated = 0
+        self.failed: set[tuple[int, ...]] = set()
         self.study: optuna.Study | None = None
 
     def directions(self) -> list[str]:
@@ -248,17 +250,22 @@ class _Driver:
         return len(done) >= self.config.trials
 
     def pressure(self, indices: list[int]) -> float:
-        resources = self.evaluator.resources(self.space.policy(indices))
+        try:
+            resources = self.evaluator.resources(self.space.policy(indices))
+        except SlimkitError:  # a policy the library refuses: never within budget
+            return math.inf
         return _pressure(resources, self.caps)
 
     def evaluate(self, indices: list[int]) -> Evaluation:
         key = tuple(indices)
-        while key not in self.cache:
+        while key not in self.cache and key not in self.failed:
             self._refresh()
             if key in self.cache:
                 break
             self.study.enqueue_trial(dict(zip(self.names, key, strict=True)))
             self.study.optimize(self._objective, n_trials=1, catch=(SlimkitError,))
+        if key in self.failed:  # its trial failed (recorded with the reason): the worst score
+            return Evaluation(0.0, dict.fromkeys(self.caps, math.inf))
         return self.cache[key]
 
     # --- running ---
@@ -298,7 +305,12 @@ class _Driver:
             self._refresh()
         cached = key in self.cache
         if not cached:
-            self.cache[key] = self.evaluator.evaluate(self.space.policy(list(key)))
+            try:
+                self.cache[key] = self.evaluator.evaluate(self.space.policy(list(key)))
+            except SlimkitError as e:
+                self.failed.add(key)
+                trial.set_user_attr("error", str(e))
+                raise
             self.evaluated += 1
         ev = self.cache[key]
         trial.set_user_attr("accuracy", ev.accuracy)
