@@ -148,7 +148,6 @@ def search(
     evaluator = Evaluator(
         model, resolved.data, resolved.arch, config.budget.resources, config.proxy
     )
-    baseline = evaluator.evaluate(space.policy(space.identity()))
     storage = open_storage(config.storage or default_storage(out), config.heartbeat_s)
     identity = {
         "space": space.signature(),
@@ -159,6 +158,12 @@ def search(
     driver = _Driver(space, evaluator, config, t0)
     name = config.study or "slimkit-" + _digest(identity)
     study = open_study(storage, name, driver.directions(), identity, driver.sampler())
+    if evaluator.table is not None:  # a resumed search predicts on the scale it started with
+        scale_key = f"latency_scale:{socket.gethostname()}"
+        if scale_key not in study.user_attrs:
+            study.set_user_attr(scale_key, evaluator.table.scale)
+        evaluator.table.scale = float(study.user_attrs[scale_key])
+    baseline = evaluator.evaluate(space.policy(space.identity()))
     # Relative caps resolve against the first worker's baseline: every worker shares them.
     if "caps" not in study.user_attrs:
         study.set_user_attr("caps", config.budget.resolve(baseline.resources))

@@ -71,7 +71,7 @@ def amc(trials: Trials, layer_sizes: list[int], seed: int = 0, episodes: int = 1
     gen = torch.Generator().manual_seed(seed)
     torch_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    actor = nn.Sequential(nn.Linear(9, 32), nn.Tanh(), nn.Linear(32, 1))
+    actor = nn.Sequential(nn.Linear(5 + len(KINDS), 32), nn.Tanh(), nn.Linear(32, 1))
     torch.random.set_rng_state(torch_state)
     opt = torch.optim.Adam(actor.parameters(), lr=0.02)
     sigma, baseline = 0.5, None
