@@ -253,10 +253,35 @@ steps:
     assert step.metrics.size_file_bytes < result.steps[0].metrics.size_file_bytes
     assert set(step.notes["layer_bits"].values()) == {4}
     reloaded = load_compressed(out / "02-share" / "model.slim")
-    from slimkit.pipeline.runner import _restore, resolve_inputs
+    from slimkit.pipeline.runner import load_state, resolve_inputs
 
-    state = _restore(out / "02-share" / "state.safetensors", resolve_inputs(load_recipe(write(
+    state = load_state(out / "02-share" / "state.safetensors", resolve_inputs(load_recipe(write(
         tmp_path, text))))  # fmt: skip
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(reloaded(x), state.model(x))
+
+
+def test_convert_and_factorize_steps_write_artifacts_that_load_and_resume(tmp_path):
+    from slimkit.lowrank import factorized_layers, load_factorized
+    from slimkit.pipeline.runner import load_state, resolve_inputs
+
+    text = """
+steps:
+  - convert: {to: separable, layers: [conv2]}
+  - factorize: {ratio: 0.5, conv: none, epochs: 1, lr: 0.01}
+"""
+    recipe = load_recipe(write(tmp_path, text))
+    out = tmp_path / "out"
+    result = run(recipe, out)
+    assert [s.artifact for s in result.steps] == ["model.safetensors"] * 2
+    assert result.steps[1].metrics.params < result.steps[0].metrics.params < result.baseline.params
+    state = load_state(out / "02-factorize" / "state.safetensors", resolve_inputs(recipe))
+    assert set(factorized_layers(state.model)) == {"conv2", "fc1", "fc2", "fc3"}
+    reloaded = load_factorized(out / "02-factorize" / "model.safetensors")
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), state.model(x))
+    longer = load_recipe(write(tmp_path, text + "  - fuse: {}\n", "longer.yaml"))
+    again = run(longer, out)
+    assert [s.reused for s in again.steps] == [True, True, False]
