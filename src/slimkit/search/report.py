@@ -22,6 +22,7 @@ def report_dict(result) -> dict[str, Any]:
             "proxy_top1": rec.evaluation.accuracy,
             "resources": rec.evaluation.resources,
             "within_budget": result.feasible(rec),
+            "cached": rec.cached,  # a repeat of an evaluated policy, not evaluated again
         }
 
     finalists = [
