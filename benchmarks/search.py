@@ -29,7 +29,15 @@ from slimkit.data import cache_dir
 from slimkit.files import atomic_write_text
 from slimkit.pipeline.recipe import Recipe
 from slimkit.pipeline.runner import resolve_inputs, run_recipe
-from slimkit.search import Budget, ProxyConfig, SearchConfig, default_space, policy_recipe, search
+from slimkit.search import (
+    Budget,
+    BudgetError,
+    ProxyConfig,
+    SearchConfig,
+    default_space,
+    policy_recipe,
+    search,
+)
 from slimkit.search.evaluate import Evaluator
 
 SETTINGS = {  # budget, proxy validation images, BN re-estimation batches
@@ -53,7 +61,17 @@ def run_strategy(model, strategy, trials, epochs, out: Path, proxy) -> dict:
     config = SearchConfig(Budget.parse(budget), strategy=strategy, trials=trials,
                           finalists=1 if epochs else 0, finetune=finetune, proxy=proxy)  # fmt: skip
     t0 = time.perf_counter()
-    result = search(_inputs(model), config, out / strategy, log=print)
+    try:
+        result = search(_inputs(model), config, out / strategy, log=print)
+    except BudgetError as e:  # a strategy that found nothing within budget is a result too
+        return {
+            "strategy": strategy,
+            "trials": trials,
+            "within_budget": 0,
+            "closest": e.closest,
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "best_so_far": [None] * trials,
+        }
     wall = time.perf_counter() - t0
     ordered = sorted(result.records, key=lambda r: r.number)
     best_so_far, curve = None, []
@@ -122,7 +140,8 @@ def main() -> None:
     report = {"model": args.model, "budget": SETTINGS[args.model][0], "machine": machine(),
               "proxy": {"val_size": val_size, "recal_batches": recal}, "epochs": args.epochs,
               "strategies": rows}  # fmt: skip
-    report["uniform"] = uniform(args.model, args.epochs, out, proxy, rows[0]["caps"])
+    caps = next(r["caps"] for r in rows if "caps" in r)
+    report["uniform"] = uniform(args.model, args.epochs, out, proxy, caps)
     if args.grid:
         g = run_strategy(args.model, "grid", 10**6, 0, out, proxy)
         target = g["best_proxy_top1"] - 0.2
