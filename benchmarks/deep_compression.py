@@ -190,6 +190,17 @@ def compress(name: str, args: argparse.Namespace, data) -> dict:
         "coded_over_bound_percent": round(100 * (report.coded_bits / report.bound_bits - 1), 2),
         "payload_bytes": round(report.payload_bits / 8),
         "payload_over_bound_percent": round(100 * (report.payload_bits / report.bound_bits - 1), 2),
+        "bound_covers": "order-0 entropy of every gap and cluster-index stream's own symbols",
+        "beyond_bound_bytes": {
+            "tables": report.table_bits // 8,
+            "stream_headers": (report.coded_bits - report.payload_bits - report.table_bits) // 8,
+            "codebooks": report.codebook_bytes,
+            "section_framing_and_crcs": report.framing_bytes,
+            "metadata": report.metadata_bytes,
+            "raw_tensors": report.raw_bytes,
+            "magic_and_version": report.header_bytes,
+        },
+        "file_over_bound_percent": round(100 * (8 * slim_bytes / report.bound_bits - 1), 2),
         "paper": {"compression": ratio, "error_percent": paper_error, "kb": paper_kb},
         "target": {"compression": TARGET[name], "error_percent": dense_error},
         "meets_target": dense_bytes / slim_bytes >= TARGET[name] and reloaded_error <= dense_error,
@@ -246,8 +257,9 @@ def main() -> None:
             f"{name}: {r['dense_bytes'] / 1000:.0f} KB -> {r['slim_bytes'] / 1000:.1f} KB "
             f"({r['compression']}x, target {TARGET[name]}x), error {r['dense_error_percent']}% "
             f"dense, {r['pruned_error_percent']}% pruned, {r['shared_error_percent']}% shared, "
-            f"{r['reloaded_error_percent']}% reloaded; coded {r['coded_over_bound_percent']:+}% "
-            f"over the Shannon bound; encode {r['time_s']['encode']} s, decode "
+            f"{r['reloaded_error_percent']}% reloaded; coded streams "
+            f"{r['coded_over_bound_percent']:+}% over the Shannon bound (whole file "
+            f"{r['file_over_bound_percent']:+}%); encode {r['time_s']['encode']} s, decode "
             f"{r['time_s']['decode_best'] * 1e3:.1f} ms ({r['decode_mb_per_s']} MB/s)"
         )
 

@@ -7,7 +7,7 @@ from torch import nn
 from slimkit.bench import BACKENDS, fastest, format_table, run_bench
 from slimkit.data import load_embedded
 from slimkit.errors import ConfigError
-from slimkit.measure.lookup import LatencyTable, layer_key, leaf_calls
+from slimkit.measure.lookup import LatencyTable, layer_key, leaf_calls, trace_calls
 from slimkit.nn import create
 
 
@@ -95,3 +95,45 @@ def test_calibration_scales_the_layer_sum():
     summed = table.predict(*models[0])
     scale = table.calibrate(models)
     assert scale > 0 and table.predict(*models[0]) == pytest.approx(scale * summed)
+
+
+class Attention(nn.Module):
+    """Functional ops between the leaf layers: the part a leaf-only table missed."""
+
+    input_shape = (6, 8)
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        attn = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+        return (attn @ v + x).relu()
+
+
+def test_operations_between_leaf_layers_are_timed_too():
+    model = Attention().eval()
+    layers, ops = trace_calls(model, torch.randn(2, 6, 8))
+    assert list(layers) == [layer_key(model.qkv, (1, 6, 8))]
+    names = " ".join(ops)
+    for op in ("chunk", "transpose", "matmul", "softmax", "add", "relu"):
+        assert op in names, op
+    assert all("[1x" in key or "float32[" not in key for key in ops)  # batch 1
+    assert not any("Linear" in key or "linear" in key for key in ops)  # inside the leaf: not again
+    table = LatencyTable(calls=5)
+    total = table.predict(model, torch.randn(1, 6, 8))
+    assert set(table.entries) == set(layers) | set(ops)
+    assert all(v > 0 for v in table.entries.values())
+    assert total == pytest.approx(sum(table.entries.values()))  # each runs once per forward
+
+
+def test_cpu_clock_and_percentile_round_trip(tmp_path):
+    table = LatencyTable(calls=5, clock="cpu", percentile=10)
+    model = create("lenet300_100").eval()
+    x = torch.randn(1, 1, 28, 28)
+    assert table.predict(model, x) > 0 and table.measure(model, x) > 0
+    loaded = LatencyTable.load(table.save(tmp_path / "t.json"))
+    assert (loaded.clock, loaded.percentile, loaded.entries) == ("cpu", 10, table.entries)
+    with pytest.raises(ConfigError, match="'cpu' with 1 thread"):
+        LatencyTable(clock="cpu", threads=2).measure(model, x)

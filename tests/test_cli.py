@@ -287,4 +287,4 @@ def test_decode_damaged_file_is_one_line(capsys, tmp_path):
     bad.write_bytes(b"\x89SLM\r\n\x1a\n\x07")
     code, _, err = run(capsys, "decode", str(bad))
     assert code == 2 and err.count("\n") == 1
-    assert "version 7, newer than the 1" in err
+    assert "version 7, newer than the 2" in err

@@ -9,6 +9,18 @@ import pytest
 
 from slimkit.errors import ConfigError
 from slimkit.quant.pack import pack_bits
+from slimkit.share.ans import (
+    AnsPlan,
+    _quantize,
+    _raw_width,
+    _read_table,
+    ans_encode,
+    best_plan,
+    class_count,
+    from_classes,
+    to_classes,
+)
+from slimkit.share.bitio import BitReader
 from slimkit.share.coding import (
     CODERS,
     MAX_HUFFMAN_BITS,
@@ -142,20 +154,62 @@ def test_ans_is_within_one_percent_of_entropy():
 
 def test_ans_codes_the_stored_integer_table_exactly():
     """The model constriction builds is the stored table itself (not a float re-rounding): the
-    payload is the table's ideal cross-entropy plus the coder's final state, nothing more."""
-    from slimkit.share.coding import _quantize, ans_encode
-
+    payload is the stored table's ideal cross-entropy plus the coder's final state, no more."""
     symbols = skewed(50_000, 40, seed=6)
     c = counts(symbols, 40)
-    _, payload, extras = ans_encode(symbols, 40, tail=40)  # no tail: one class per symbol
-    assert extras == b""
-    for precision in range(8, 25):  # the precision ans_encode picked is one of these
-        freq = _quantize(c, precision)
-        used = np.flatnonzero(c)
-        ideal = float((c[used] * (precision - np.log2(freq[used]))).sum())
-        if ideal <= 8 * len(payload) <= ideal + 64:
-            return
-    pytest.fail("no precision explains the payload size")
+    table, payload, raw = ans_encode(symbols, 40, AnsPlan(tail=40))  # one class per symbol
+    assert raw == b""
+    reader = BitReader(table, 0)
+    assert (reader.exp_golomb(), reader.exp_golomb()) == (0, 0)  # no tail, no split
+    stored = _read_table(reader, 40)
+    freq = _quantize(stored)
+    used = np.flatnonzero(c)
+    assert np.array_equal(np.flatnonzero(freq), used) and freq.sum() == 1 << 24
+    ideal = float((c[used] * (24 - np.log2(freq[used]))).sum())
+    assert ideal <= 8 * len(payload) <= ideal + 40
+    assert ideal <= 1.001 * entropy_bits(symbols)  # the rounded counts cost under 0.1%
+
+
+def test_ans_tables_are_compact():
+    """A table stores each count to about ½·log2(count) bits, not the 24-bit frequencies it
+    stands for, so it shrinks with the stream."""
+    symbols = skewed(100_000, 16, seed=3)
+    sizes = [len(ans_encode(symbols[:n], 16, AnsPlan(tail=16))[0]) for n in (100_000, 2_000)]
+    assert sizes[0] <= 16 * 10 / 8 and sizes[1] <= 16 * 7 / 8
+
+
+@pytest.mark.parametrize("msb", [0, 1, 2])
+@pytest.mark.parametrize("tail", [1, 2, 8, 64])
+def test_bit_length_classes_invert_exactly(tail, msb):
+    alphabet = 3000
+    symbols = np.arange(alphabet)
+    classes, raw, width = to_classes(symbols, tail, msb)
+    assert np.all(np.diff(classes) >= 0) and classes[-1] == class_count(alphabet, tail, msb) - 1
+    assert np.array_equal(classes[:tail], symbols[:tail])  # below the tail a symbol is its class
+    assert np.all(raw < np.left_shift(1, width))
+    back_width, top = _raw_width(classes, tail, msb)
+    assert np.array_equal(back_width, width)
+    assert np.array_equal(from_classes(classes, raw, width, top, tail), symbols)
+
+
+def markov(n: int, seed: int = 0) -> np.ndarray:
+    """Symbols whose distribution depends on whether the previous one is >= 8 (as the cluster
+    indices of neighbouring kernel taps do)."""
+    rng = np.random.default_rng(seed)
+    low, high = rng.dirichlet(np.full(16, 0.5)), rng.dirichlet(np.full(16, 0.5))
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(1, n):
+        out[i] = rng.choice(16, p=high if out[i - 1] >= 8 else low)
+    return out
+
+
+def test_two_contexts_code_below_the_order0_entropy():
+    symbols = markov(20_000)
+    assert best_plan(symbols, 16).split == 8
+    data, info = encode_stream(symbols, 16, ("fixed", "ans"))
+    assert info.coder == "ans" and info.bits < 0.97 * info.entropy_bits
+    out, end, _ = decode_stream(data)
+    assert end == len(data) and np.array_equal(out, symbols)
 
 
 @pytest.mark.parametrize("coder", ["fixed", "huffman", "ans"])
@@ -209,12 +263,11 @@ def test_ans_tail_codes_rare_large_symbols_as_buckets_plus_bits():
     data, info = encode_stream(symbols, 1024, ("fixed", "ans"))
     out, end, _ = decode_stream(data)
     assert end == len(data) and np.array_equal(out, symbols)
-    from slimkit.share.coding import ans_encode
-
-    table, payload, extras = ans_encode(symbols, 1024)
-    exact = ans_encode(symbols, 1024, tail=1024)
-    assert extras and len(table) < len(exact[0]) / 3
-    assert len(table + payload + extras) < sum(map(len, exact))
+    plan = best_plan(symbols, 1024)
+    table, payload, raw = ans_encode(symbols, 1024, plan)
+    exact = ans_encode(symbols, 1024, AnsPlan(tail=1024))
+    assert plan.tail < 1024 and raw and len(table) < len(exact[0]) / 3
+    assert len(table + payload + raw) < sum(map(len, exact))
     assert info.bits < 1.03 * info.entropy_bits
 
 
@@ -227,6 +280,7 @@ def test_damaged_streams_raise_coding_error_only():
         for a in (2, 12, 200)
         for c in CODERS[1:]
     ]
+    streams.append(encode_stream(markov(2000), 16, ("fixed", "ans"))[0])  # two contexts
     for i in range(600):
         data = bytearray(streams[i % len(streams)])
         if i % 3 == 0:

@@ -193,10 +193,28 @@ def test_report_adds_up_to_the_file_and_beats_the_fixed_width_rate(lenet_file):
     assert fc1.weight_bits_bound <= fc1.weight_bits_coded < fc1.weight_bits_shared
     assert fc1.index_bits_bound <= fc1.index_bits_coded < fc1.index_bits_fixed
     assert report.bound_bits <= report.coded_bits <= 1.1 * report.bound_bits
+    beyond = report.codebook_bytes + report.framing_bytes + parts
+    assert report.coded_bits // 8 + beyond == report.file_bytes  # every byte accounted for
+    assert report.payload_bits + report.table_bits < report.coded_bits
     text = report.format()
-    assert "fc1.weight" in text and "Shannon bound" in text and "MB/s" in text
+    assert "fc1.weight" in text and "MB/s" in text
+    assert "Shannon bound (order-0 entropy of the gap and cluster-index symbols)" in text
+    assert f"codebooks {report.codebook_bytes:,} B" in text and "whole file" in text
     json.dumps(report.to_dict())
     assert compressed_bytes(lenet_file[0], {"zoo": "lenet300_100"}) == report.file_bytes
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_codebooks_are_delta_coded_bit_for_bit(half):
+    from slimkit.share.slimfile import _pack_codebook, _read_codebook
+
+    book = np.concatenate([np.linspace(-0.3, -0.01, 8), [-0.0, 0.0], np.linspace(0.02, 0.4, 8)])
+    book = book.astype(np.float16 if half else np.float32).astype(np.float32)
+    data, delta = _pack_codebook(book, half)
+    assert delta and len(data) < 0.9 * len(book) * (2 if half else 4)
+    back, end = _read_codebook(memoryview(data), 0, len(book), half, True, "t")
+    assert end == len(data) and np.array_equal(back.view(np.int32), book.view(np.int32))
+    assert _pack_codebook(np.array([0.5, np.nan], np.float32), False)[1] is False  # unordered
 
 
 def test_coding_shrinks_the_file(tmp_path):
@@ -271,7 +289,8 @@ def test_clear_errors_for_bad_files(lenet_file, tmp_path):
     assert "truncated" in error(data[: len(data) // 2])
     assert "truncated" in error(data[: len(data) - 1])
     assert "wrong magic number" in error(b"PK\x03\x04" + data[4:])
-    assert "version 2, newer than the 1" in error(data[:8] + b"\x02" + data[9:])
+    assert "version 3, newer than the 2" in error(data[:8] + b"\x03" + data[9:])
+    assert "encode the model again" in error(data[:8] + b"\x01" + data[9:])
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     assert "fails its checksum" in error(bytes(flipped))

@@ -78,10 +78,10 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def _export_error(exc: Exception, model: nn.Module) -> ConfigError:
+def _export_error(exc: Exception, model: nn.Module, target: str = "ONNX") -> ConfigError:
     """Turn the exporter's multi-page report into one line naming the operation that failed."""
     text = _strip_ansi(str(exc))
-    name = f"cannot export {type(model).__name__} to ONNX"
+    name = f"cannot export {type(model).__name__} to {target}"
     op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", text)
     if op:
         return ConfigError(

@@ -10,8 +10,8 @@ from slimkit.share.kmeans import (
     share_weights_,
     shared_tensors,
 )
+from slimkit.share.report import CompressionReport
 from slimkit.share.slimfile import (
-    CompressionReport,
     SlimFileError,
     compressed_bytes,
     compression_report,

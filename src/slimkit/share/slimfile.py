@@ -2,21 +2,27 @@
 
 Han, Mao, Dally, ICLR 2016, §4: per layer a codebook, the positions of the surviving weights as
 relative index gaps, and their cluster indices, both Huffman-coded. Here each symbol stream
-is written with canonical Huffman, rANS or fixed width, whichever is smallest
-(`slimkit.share.coding`), and gaps overflowing their width use escapes instead of filler zeros.
+is written with canonical Huffman, rANS (compact tables, bucketed tails, two contexts) or fixed
+width, whichever is smallest (`slimkit.share.coding`), and gaps overflowing their width use
+escapes instead of filler zeros.
 
 Layout (integers little-endian; varint = unsigned LEB128):
 
     magic  b"\\x89SLM\\r\\n\\x1a\\n"   8 bytes (PNG-style: catches 7-bit and newline mangling)
-    version                      1 byte (FORMAT_VERSION)
+    version                      1 byte (FORMAT_VERSION; 2: rANS streams as `slimkit.share.ans`)
     sections, each: kind (1 byte) · varint payload length · payload · CRC-32 of all three (4)
       "M" metadata: 1 byte method (0 JSON, 1 zlib JSON), then JSON {"arch", "layers" (shapes of
           every conv/linear/norm layer, `slimkit.arch.describe`), "shared": [[key, shape,
           bits]], "raw": [[key, dtype, shape]], "aliases": {key: key}}
       "S" one per shared tensor, in "shared" order:
           1 byte: gap width g in bits 0-4 (0: every entry kept, no gap stream), bit 5: scanned
-              column-major (the transpose of (rows, rest)), bit 6: fp16 codebook
-          varint u, then u centroids (fp32 or fp16); u = 0: the tensor is all zeros
+              column-major (the transpose of (rows, rest)), bit 6: fp16 codebook, bit 7: the
+              codebook delta-coded
+          varint u, then the u centroids in increasing order (u = 0: the tensor is all zeros):
+              as fp16 or fp32 values, or delta-coded — their bit patterns mapped to increasing
+              integers (sign-magnitude to two's complement), the first in 16/32 bits plus 2^15
+              or 2^31, an exp-Golomb order k in 5 bits, then each step − 1 in EG-k, padded to a
+              byte
           gap stream (g > 0; alphabet 2^g implied; 0 = escape, r + 1 = an entry after r zeros),
           cluster-index stream (alphabet u, count the gap stream's entries or every entry, both
           implied). A stream (`coding.encode_stream`) is a coder byte, the varint counts it
@@ -42,7 +48,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +60,7 @@ from torch.nn.utils import parametrize
 from slimkit.arch import check_arch, describe, rebuild
 from slimkit.errors import ConfigError, SlimkitError, WeightsError
 from slimkit.files import atomic_write
+from slimkit.share.bitio import BitReader, BitWriter, eg_bits
 from slimkit.share.coding import (
     CODERS,
     CodingError,
@@ -67,14 +74,13 @@ from slimkit.share.coding import (
     varint,
 )
 from slimkit.share.kmeans import SharedWeight, shared_tensors
+from slimkit.share.report import CompressionReport, TensorReport
 from slimkit.weights import check_weights
 
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
-    "CompressionReport",
     "SlimFileError",
-    "TensorReport",
     "compressed_bytes",
     "compression_report",
     "is_slim_file",
@@ -84,11 +90,11 @@ __all__ = [
 ]
 
 MAGIC = b"\x89SLM\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_ELEMENTS = 1 << 31  # per tensor: a damaged count must not allocate without bound
 _MAX_METADATA = 16 << 20
 _MAX_WIDTH = 16
-_TRANSPOSED, _HALF = 1 << 5, 1 << 6
+_TRANSPOSED, _HALF, _DELTA = 1 << 5, 1 << 6, 1 << 7
 _DTYPES = {
     str(d).removeprefix("torch."): d
     for d in (
@@ -163,6 +169,57 @@ def _best_gaps(
     return best
 
 
+def _raw(centroids: np.ndarray, half: bool) -> bytes:
+    return centroids.astype("<f2" if half else "<f4").tobytes()
+
+
+def _pack_codebook(centroids: np.ndarray, half: bool) -> tuple[bytes, bool]:
+    """(bytes, delta-coded) of increasing centroids: delta-coded (see the layout above) when
+    that is smaller than the raw fp16/fp32 values."""
+    raw = _raw(centroids, half)
+    bits = 16 if half else 32
+    sign = 1 << (bits - 1)
+    pattern = np.frombuffer(raw, "<u2" if half else "<u4").astype(np.int64)
+    rising = np.where(pattern & sign, -(pattern & (sign - 1)) - 1, pattern)
+    steps = np.diff(rising) - 1
+    if len(rising) < 2 or int(steps.min()) < 0:  # NaNs break the order: keep the raw values
+        return raw, False
+    k = min(range(bits), key=lambda k: eg_bits(steps, k))
+    w = BitWriter()
+    w.write(int(rising[0]) + sign, bits)
+    w.write(k, 5)
+    for step in steps.tolist():
+        w.exp_golomb(step, k)
+    coded = w.to_bytes()
+    return (coded, True) if len(coded) < len(raw) else (raw, False)
+
+
+def _read_codebook(
+    payload: memoryview, offset: int, u: int, half: bool, delta: bool, what: str
+) -> tuple[np.ndarray, int]:
+    """(centroids as fp32, offset after them)."""
+    if not delta:
+        end = offset + u * (2 if half else 4)
+        if end > len(payload):
+            raise SlimFileError(f"{what}: its codebook is cut short")
+        return np.frombuffer(payload[offset:end], "<f2" if half else "<f4").astype(np.float32), end
+    bits = 16 if half else 32
+    sign = 1 << (bits - 1)
+    r = BitReader(payload, offset)
+    rising = [r.read(bits) - sign]
+    k = r.read(5)
+    if k >= bits:
+        raise SlimFileError(f"{what}: its codebook has exp-Golomb order {k}: damaged")
+    for _ in range(u - 1):
+        rising.append(rising[-1] + r.exp_golomb(k) + 1)
+    if rising[-1] >= sign:
+        raise SlimFileError(f"{what}: its codebook runs past the largest float: damaged")
+    values = np.array(rising, dtype=np.int64)
+    pattern = np.where(values < 0, (-values - 1) | sign, values)
+    book = pattern.astype("<u2" if half else "<u4").view("<f2" if half else "<f4")
+    return book.astype(np.float32), r.end()
+
+
 def _encode_shared(key: str, shared: SharedWeight, value: Tensor, coders: tuple[str, ...]):
     """The S-section payload of one shared tensor, and its report."""
     shape = tuple(value.shape)
@@ -174,14 +231,24 @@ def _encode_shared(key: str, shared: SharedWeight, value: Tensor, coders: tuple[
     stored = np.where(kept, codebook[np.minimum(indices, max(k - 1, 0))], 0).astype(np.float32)
     if not np.array_equal(stored.view(np.int32), flat.view(np.int32)):
         raise WeightsError(f"{key}: its value is not codebook[indices]; was it changed in place?")
-    # Only the centroids in use, and equal ones (bit for bit) once: a smaller alphabet.
+    # Only the centroids in use, and equal ones (bit for bit) once: a smaller alphabet; sorted
+    # by value (-0.0 before 0.0), so the codebook delta-codes and near indices are near values.
     bits_of = codebook.view(np.int32)
     used_bits, remap = np.unique(bits_of[indices[kept]], return_inverse=True)
+    by_value = np.lexsort((used_bits, used_bits.view(np.float32)))
+    rank = np.empty_like(by_value)
+    rank[by_value] = np.arange(len(by_value))
+    used_bits, remap = used_bits[by_value], rank[remap]
     centroids = used_bits.view(np.float32)
     u = len(centroids)
     as_half = centroids.astype(np.float16).astype(np.float32)
     half = bool(np.array_equal(as_half.view(np.int32), used_bits))
-    book = centroids.astype("<f2" if half else "<f4").tobytes()
+    # With fixed width only (no coding at all, Han et al.'s eq. 1), the codebook stays raw too.
+    book, delta = (
+        _pack_codebook(centroids, half)
+        if set(coders) - {"fixed"}
+        else (_raw(centroids, half), False)
+    )
     payload = bytearray()
     gaps_info = None
     width = 0
@@ -192,6 +259,7 @@ def _encode_shared(key: str, shared: SharedWeight, value: Tensor, coders: tuple[
         order = np.flatnonzero(kept)
         gaps = b""
     flags = width | (_TRANSPOSED if transposed else 0) | (_HALF if half and u else 0)
+    flags |= _DELTA if delta else 0
     payload += bytes([flags]) + varint(u) + (book if u else b"")
     index_info = None
     if u:
@@ -357,6 +425,11 @@ def _sections(data: bytes, where: str) -> list[tuple[bytes, memoryview, int]]:
         )
     if version < 1:
         raise SlimFileError(f"{where} has format version {version}, which never existed: damaged")
+    if version < FORMAT_VERSION:
+        raise SlimFileError(
+            f"{where} has format version {version}, whose coded streams this slimkit no longer "
+            "reads: encode the model again (slimkit encode)"
+        )
     view = memoryview(data)
     offset = len(MAGIC) + 1
     out = []
@@ -453,15 +526,14 @@ def _decode_shared(
         raise SlimFileError(f"{where}: the section of {key!r} is empty")
     flags = payload[0]
     width, transposed, half = flags & 31, bool(flags & _TRANSPOSED), bool(flags & _HALF)
-    if flags & 0x80 or width > _MAX_WIDTH or (transposed and len(shape) < 2):
+    if width > _MAX_WIDTH or (transposed and len(shape) < 2):
         raise SlimFileError(f"{where}: {key!r} has unknown flags {flags:#04x}")
-    u, offset = read_varint(payload, 1, min(numel, 1 << bits))
-    itemsize = 2 if half else 4
-    end = offset + u * itemsize
-    if end > len(payload):
-        raise SlimFileError(f"{where}: the codebook of {key!r} is cut short")
-    book = np.frombuffer(payload[offset:end], dtype="<f2" if half else "<f4").astype(np.float32)
-    offset = end
+    u, start = read_varint(payload, 1, min(numel, 1 << bits))
+    if flags & _DELTA and u < 2:
+        raise SlimFileError(f"{where}: {key!r} has a delta-coded codebook of {u} centroids")
+    delta = bool(flags & _DELTA)
+    book, offset = _read_codebook(payload, start, u, half, delta, f"{where}: {key!r}")
+    book_bytes = offset - start
     flat = np.zeros(numel, dtype=np.float32)
     gaps = index = None
     kept = 0
@@ -490,7 +562,7 @@ def _decode_shared(
         kept=kept,
         bits=bits,
         clusters=u,
-        codebook_bytes=u * itemsize,
+        codebook_bytes=book_bytes,
         codebook_dtype="float16" if half else "float32",
         gap_width=width,
         scan="column" if transposed else "row",
@@ -623,167 +695,6 @@ def load_compressed(
 
 
 # --- the report --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorReport:
-    """One shared tensor of a `.slim` file, in the terms of Deep Compression's Table 2."""
-
-    name: str
-    shape: list[int]
-    numel: int
-    kept: int
-    bits: int  # b: 2^b clusters were trained
-    clusters: int  # distinct centroids stored (used ones)
-    codebook_bytes: int
-    codebook_dtype: str
-    gap_width: int  # 0: all entries kept, no positions stored
-    scan: str  # "row" or "column"
-    gaps: StreamInfo | None
-    index: StreamInfo | None
-    section_bytes: int  # the whole section: framing, codebook, streams, checksums
-
-    @property
-    def kept_percent(self) -> float:
-        return 100.0 * self.kept / self.numel if self.numel else 0.0
-
-    @property
-    def weight_bits_shared(self) -> float:
-        """Bits of a kept weight's cluster index before coding (log2 of the clusters)."""
-        return float(max(self.clusters - 1, 1).bit_length()) if self.clusters else 0.0
-
-    @property
-    def weight_bits_coded(self) -> float:
-        return self.index.bits / self.kept if self.index and self.kept else 0.0
-
-    @property
-    def weight_bits_bound(self) -> float:
-        return self.index.entropy_bits / self.kept if self.index and self.kept else 0.0
-
-    @property
-    def index_bits_fixed(self) -> float:
-        """Bits of position per kept weight with fixed-width gaps (escapes included)."""
-        return self.gaps.count * self.gap_width / self.kept if self.gaps and self.kept else 0.0
-
-    @property
-    def index_bits_coded(self) -> float:
-        return self.gaps.bits / self.kept if self.gaps and self.kept else 0.0
-
-    @property
-    def index_bits_bound(self) -> float:
-        return self.gaps.entropy_bits / self.kept if self.gaps and self.kept else 0.0
-
-    @property
-    def rate_shared(self) -> float:
-        """Compression of the tensor before coding: 32·n over fixed-width indices, gaps and the
-        codebook."""
-        bits = self.kept * (self.weight_bits_shared + self.index_bits_fixed)
-        return 32 * self.numel / (bits + 8 * self.codebook_bytes) if self.numel else 0.0
-
-    @property
-    def rate_coded(self) -> float:
-        """Compression of the tensor as stored: 32·n over its whole section."""
-        return 32 * self.numel / (8 * self.section_bytes) if self.section_bytes else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for name in (
-            "kept_percent",
-            "weight_bits_shared",
-            "weight_bits_coded",
-            "weight_bits_bound",
-            "index_bits_fixed",
-            "index_bits_coded",
-            "index_bits_bound",
-            "rate_shared",
-            "rate_coded",
-        ):
-            d[name] = getattr(self, name)
-        return d
-
-
-@dataclass(frozen=True)
-class CompressionReport:
-    """A `.slim` file's sizes: per shared tensor, then header, metadata and raw tensors."""
-
-    path: str
-    file_bytes: int
-    dense_bytes: int  # every float tensor of the model as fp32
-    header_bytes: int
-    metadata_bytes: int
-    raw_bytes: int
-    tensors: list[TensorReport] = field(default_factory=list)
-    decode_s: float = 0.0  # time to read and decode the file (no model built)
-
-    @property
-    def compression(self) -> float:
-        return self.dense_bytes / self.file_bytes if self.file_bytes else 0.0
-
-    @property
-    def coded_bits(self) -> int:
-        """Bits of all coded streams (gaps and indices), tables and stream headers included."""
-        streams = [s for t in self.tensors for s in (t.index, t.gaps) if s is not None]
-        return sum(s.bits for s in streams)
-
-    @property
-    def payload_bits(self) -> int:
-        """Bits of the coded symbols alone: `coded_bits` less tables and stream headers."""
-        streams = [s for t in self.tensors for s in (t.index, t.gaps) if s is not None]
-        return sum(8 * s.payload_bytes for s in streams)
-
-    @property
-    def bound_bits(self) -> float:
-        """Shannon bound of the same streams' symbols (order 0)."""
-        streams = [s for t in self.tensors for s in (t.index, t.gaps) if s is not None]
-        return sum(s.entropy_bits for s in streams)
-
-    @property
-    def decode_mb_per_s(self) -> float:
-        """Restored fp32 weights (MB = 10^6 bytes) per second of decoding."""
-        return self.dense_bytes / 1e6 / self.decode_s if self.decode_s else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tensors"] = [t.to_dict() for t in self.tensors]
-        for name in ("compression", "coded_bits", "payload_bits", "bound_bits", "decode_mb_per_s"):
-            d[name] = getattr(self, name)
-        return d
-
-    def format(self, title: str = "slim file") -> str:
-        """The per-layer table of Deep Compression (Table 2 style) with Shannon bounds."""
-        head = (
-            f"  {'tensor':<16} {'weights':>9} {'kept':>7} {'w bits':>6} {'coded':>6} "
-            f"{'bound':>6} {'idx bits':>8} {'coded':>6} {'bound':>6} {'rate P+Q':>8} "
-            f"{'rate all':>8}  coders"
-        )
-        lines = [f"{title}: {self.path}", "", head]
-        for t in self.tensors:
-            coders = "/".join(s.coder for s in (t.gaps, t.index) if s is not None) or "—"
-            lines.append(
-                f"  {t.name[:16]:<16} {t.numel:>9,} {t.kept_percent:>6.2f}% "
-                f"{t.weight_bits_shared:>6.0f} {t.weight_bits_coded:>6.2f} "
-                f"{t.weight_bits_bound:>6.2f} {t.gap_width:>8} {t.index_bits_coded:>6.2f} "
-                f"{t.index_bits_bound:>6.2f} {t.rate_shared:>7.1f}x {t.rate_coded:>7.1f}x  {coders}"
-            )
-        bound = self.bound_bits or 1.0
-        coded = self.coded_bits
-        payload = self.payload_bits
-        lines += [
-            "",
-            "  w bits: cluster-index bits per kept weight (fixed, coded, Shannon bound); idx "
-            "bits: gap width, then coded and bound bits of position per kept weight",
-            f"  file {self.file_bytes:,} B (header {self.header_bytes}, metadata "
-            f"{self.metadata_bytes}, raw tensors {self.raw_bytes}) for {self.dense_bytes:,} B "
-            f"of fp32: {self.compression:.1f}x",
-            f"  coded streams {coded / 8:,.0f} B vs Shannon bound {self.bound_bits / 8:,.0f} B "
-            f"({(coded / bound - 1) * 100:+.2f}%; the payloads alone {payload / 8:,.0f} B, "
-            f"{(payload / bound - 1) * 100:+.2f}%)",
-        ]
-        if self.decode_s:
-            lines.append(
-                f"  decode {self.decode_s * 1e3:.1f} ms: {self.decode_mb_per_s:.1f} MB/s of fp32"
-            )
-        return "\n".join(lines)
 
 
 def compression_report(path: str | os.PathLike) -> CompressionReport:
