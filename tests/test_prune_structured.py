@@ -266,6 +266,24 @@ def test_global_scope_caps_each_group():
     assert 0.45 <= 1 - kept / total <= 0.5
 
 
+def test_global_scope_ranks_raw_scores_when_not_normalized():
+    def scores(group: Group) -> Tensor:  # convs.0: 1…8; the other groups: 100× larger
+        scale = 1.0 if group.names == ["convs.0"] else 100.0
+        return scale * torch.arange(1, group.size + 1, dtype=torch.float64)
+
+    model = synthetic("chain")  # widths 8, 16, 8: 8 of 32 channels go
+    x = example(model)
+    kept = {}
+    for normalize in (True, False):
+        config = ChannelPruning(0.25, importance=scores, scope="global", normalize=normalize)
+        pruned = prune_channels(model, config, x)
+        kept[normalize] = [c.out_channels for c in pruned.convs]
+    assert kept[True] == [6, 12, 6]  # score / group mean: the low ranks of every group go
+    assert kept[False] == [1, 15, 8]  # raw: convs.0 first, down to max_ratio's floor
+    with pytest.raises(ConfigError, match="normalize"):
+        ChannelPruning(0.5, normalize="no")
+
+
 def test_model_is_not_modified_but_inplace_form_is():
     model = zoo_model("resnet20")
     x = example(model)

@@ -18,10 +18,13 @@ module finds those couplings once per model:
 Three nouns: `Node` (one per traced op: the rule that moved its channels), `Dependency` (one
 coupling or fixing event, to explain results) and `Group` (what a pruner ranks and cuts).
 
-Choices: `nn.MultiheadAttention` is a boundary — its embed dim stays, because its q/k/v width must
-equal embed_dim, so heads cannot be removed while keeping a standard module; the MLP around it
-prunes. A channel shuffle (view with a literal group count + transpose, or nn.ChannelShuffle)
-keeps the same offsets in every group, so channels keep their order through the permutation.
+Choices: `nn.MultiheadAttention` is a boundary — its q/k/v width and its output width are both
+embed_dim, so it cannot lose a head and stay a standard module; the MLP around it prunes, and
+`slimkit.prune.split_attention` swaps it for `HeadAttention` (q/k/v Linear layers, head count read
+from their width), whose heads `scaled_dot_product_attention` ties into one unit each: a head's
+q/k/v rows and out_proj columns go together. A channel shuffle (view with a literal group count +
+transpose, or nn.ChannelShuffle) keeps the same offsets in every group, so channels keep their
+order through the permutation.
 """
 
 from __future__ import annotations

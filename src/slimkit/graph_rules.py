@@ -42,7 +42,7 @@ class Node:
     op: str  # fx op: placeholder, call_module, call_function, call_method, get_attr, output
     target: str
     rule: str  # input/output, conv, linear, norm, layer_norm, elementwise, identity, move,
-    # reshape, chunk, slice, pad, shuffle, reduce, pool, value (no tensor) or boundary
+    # reshape, chunk, slice, pad, shuffle, reduce, pool, attention, value (no tensor), boundary
 
 
 @dataclass(frozen=True)
@@ -558,6 +558,32 @@ def _layer_norm(b: Propagator, c: _Call) -> Tensor:
     return x
 
 
+def _attention(b: Propagator, c: _Call) -> Tensor:
+    """scaled_dot_product_attention(q (…, L, E), k (…, S, E), v (…, S, Ev)) → (…, L, Ev).
+
+    q·k pairs their channels one to one; every leading index (a head) of q meets the same index
+    of k and v; the output carries v's channels. So a head lives or dies in q, k, v together.
+    """
+    q, k, v = c.arg(0, "query"), c.arg(1, "key"), c.arg(2, "value")
+    if c.kwargs.get("enable_gqa") or any(_varies(t, t.dim() - 2) for t in (q, k, v)):
+        raise ValueError("grouped-query attention, or channels along the sequence")
+    mask = c.arg(3, "attn_mask")
+    if isinstance(mask, Tensor) and bool((mask > 0).any()):
+        raise ValueError("an attention mask computed from channels")
+    q, k, v = (t.narrow(-2, 0, 1) for t in (q, k, v))  # (…, 1, E): one id per feature
+    b.couple(c.node, q, k, "attention pairs query and key channels")
+    if any(_varies(t, d) for t in (q, v) for d in range(t.dim() - 2)):  # a head dim
+        b.couple(c.node, q[..., 0], v[..., 0], "attention aligns the heads of q, k and v")
+    return torch.broadcast_to(v, c.out.shape).contiguous()
+
+
+def _mha(b: Propagator, c: _Call) -> Tensor:
+    raise ValueError(
+        "keeps its heads (q/k/v and output widths are embed_dim); "
+        "slimkit.prune.split_attention makes them prunable"
+    )
+
+
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
     nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Softsign,
@@ -578,7 +604,8 @@ _MODULE_RULES: list[tuple[Any, Any]] = [
     (nn.Flatten, _move),
     (nn.Unflatten, _reshape),
     (nn.ChannelShuffle, _shuffle),
-]  # nn.MultiheadAttention and anything else: a boundary
+    (nn.MultiheadAttention, _mha),
+]  # anything else: a boundary
 
 _FUNCTION_RULES: dict[Any, Any] = {
     **{f: _elementwise for f in (
@@ -609,6 +636,7 @@ _FUNCTION_RULES: dict[Any, Any] = {
     torch.chunk: _chunk, torch.split: _chunk, torch.unbind: _chunk,
     operator.getitem: _slice, torch.narrow: _slice, torch.select: _slice, torch.roll: _slice,
     F.pad: _pad, torch.channel_shuffle: _shuffle, F.channel_shuffle: _shuffle,
+    F.scaled_dot_product_attention: _attention,
 }  # fmt: skip
 
 _METHOD_RULES: dict[str, Any] = {

@@ -1,6 +1,9 @@
 """Pruning: unstructured magnitude pruning with masks and schedules, sparse storage, and
-structured channel pruning that removes channels for real, with its importance criteria."""
+structured channel pruning that removes channels for real, with its importance criteria.
+Attention heads: `split_attention` turns nn.MultiheadAttention into HeadAttention, whose heads
+`prune_channels` removes whole."""
 
+from slimkit.nn.transformer import HeadAttention, split_attention
 from slimkit.prune.importance import (
     IMPORTANCE,
     accumulate_grads,
@@ -34,6 +37,7 @@ from slimkit.prune.unstructured import (
 __all__ = [
     "IMPORTANCE",
     "ChannelPruning",
+    "HeadAttention",
     "MagnitudePruning",
     "accumulate_grads",
     "apply_masks",
@@ -58,5 +62,6 @@ __all__ = [
     "save_pruned",
     "save_sparse",
     "sparse_bytes",
+    "split_attention",
     "to_sparse",
 ]

@@ -66,6 +66,9 @@ class ChannelPruning:
         also works around a submodule fx cannot trace.
     round_to: kept channels per group rounded up to a multiple of this (e.g. 8 for SIMD kernels).
     min_channels: never keep fewer channels than this in a group (and never zero).
+    normalize: "global" scope ranks score / group mean score; False ranks the raw scores, as
+        Network Slimming's one threshold over all BN scales does (fair only when every group's
+        scores share a scale, e.g. one BN per group).
     """
 
     ratio: float
@@ -76,6 +79,7 @@ class ChannelPruning:
     exclude: tuple[str, ...] = ()
     round_to: int = 1
     min_channels: int = 1
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         _check_ratio("ratio", self.ratio)
@@ -102,6 +106,10 @@ class ChannelPruning:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         _check_count("round_to", self.round_to)
         _check_count("min_channels", self.min_channels)
+        if not isinstance(self.normalize, bool):
+            raise ConfigError(
+                f"ChannelPruning: normalize must be True or False, got {self.normalize!r}"
+            )
 
 
 def prune_channels(
@@ -242,7 +250,7 @@ def _keep_counts(graph: ChannelGraph, scores: list[Tensor], config: ChannelPruni
         for g, r, f in zip(groups, ratios, feasible, strict=True)
     ]
     pool = [i for i, r in enumerate(ratios) if r is None]
-    if pool:  # global: drop the lowest normalized scores, at most max_ratio of any group
+    if pool:  # global: drop the lowest (normalized) scores, at most max_ratio of any group
         n_total = sum(groups[i].size for i in pool)
         budget = int(config.ratio * n_total + 1e-9)
         cap = {
@@ -253,7 +261,7 @@ def _keep_counts(graph: ChannelGraph, scores: list[Tensor], config: ChannelPruni
         entries = []
         for i in pool:
             mean = float(scores[i].mean())
-            normalized = scores[i] / mean if mean > 0 else scores[i]
+            normalized = scores[i] / mean if config.normalize and mean > 0 else scores[i]
             entries += [(s, i) for s in normalized.tolist()]
         entries.sort(key=lambda e: e[0])
         dropped = dict.fromkeys(pool, 0)
