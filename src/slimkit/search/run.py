@@ -283,7 +283,7 @@ class _Driver:
             greedy(self, iterations=8)
         elif self.config.strategy == "amc":
             sizes = [_layer_size(self.evaluator.model, d.layer) for d in self.space.dims]
-            amc(self, sizes, seed=self.config.seed)
+            amc(self, sizes, episodes=self.config.trials, seed=self.config.seed)
         else:
             done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             timeout = (

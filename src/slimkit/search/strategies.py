@@ -57,13 +57,15 @@ def greedy(trials: Trials, iterations: int = 8) -> None:
         pressure = -neg_p
 
 
-def amc(trials: Trials, layer_sizes: list[int], seed: int = 0, episodes: int = 10**9) -> None:
+def amc(trials: Trials, layer_sizes: list[int], episodes: int, seed: int = 0) -> None:
     """AMC-style agent (He et al. 2018): an actor sets one dimension at a time from the layer's
     state (position, kind, size, previous action). Each action is raised, if needed, so the
     budget stays reachable with every later layer at its most compressed setting (AMC's
     resource-constrained action space), so every episode's policy fits the budget; the reward
     is its proxy accuracy. AMC trains a DDPG critic; with tens of episodes, REINFORCE with a
-    moving-average baseline and decaying exploration noise learns as much, more simply."""
+    moving-average baseline and decaying exploration noise learns as much, more simply.
+    One episode per trial: an episode that repeats an evaluated policy still counts (the actor
+    converges), and a resumed search replays the same episodes from the cache."""
     space = trials.space
     dims = space.dims
     extreme = space.extreme()
