@@ -251,7 +251,8 @@ def main() -> None:
     for name in args.models:
         r = compress(name, args, data)
         text = json.dumps(r, indent=1, default=str)
-        atomic_write_text(RESULTS / f"deep-compression-{name}.json", text)
+        start = f"-from-{args.start.stem}" if args.start else ""  # two-stage runs kept apart
+        atomic_write_text(RESULTS / f"deep-compression-{name}{start}.json", text)
         print(r["table"])
         print(
             f"{name}: {r['dense_bytes'] / 1000:.0f} KB -> {r['slim_bytes'] / 1000:.1f} KB "

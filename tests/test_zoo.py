@@ -307,6 +307,7 @@ PARAM_FORMULAS: dict[str, Callable[..., int]] = {
     "xception": xception_params,
     "densenet": densenet_params,
     "efficientnet": efficientnet_params,
+    "mlp": lambda: linear(784, 1200) + linear(1200, 1200) + linear(1200, 10),  # Hinton 2015
 }
 
 

@@ -25,6 +25,8 @@ from slimkit.export import OnnxModel
 from slimkit.measure import Metrics, evaluate, measure
 from slimkit.nn import create, list_models, model_info
 from slimkit.pipeline.cli import add_parser as add_compress_parser
+from slimkit.search.cli import add_parser as add_search_parser
+from slimkit.sweep import SweepConfig, format_table, sweep, write_outputs
 from slimkit.train import TrainConfig, fit
 from slimkit.weights import load_weights, save_weights
 
@@ -342,6 +344,38 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"{flag} takes comma-separated numbers such as 1,0.5, got {text!r}"
+        ) from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    train = None
+    if args.epochs:
+        train = TrainConfig(
+            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, augment=args.augment
+        )
+    config = SweepConfig(
+        args.model,
+        _floats(args.widths, "--widths"),
+        _floats(args.resolutions, "--resolutions"),
+        train,
+        threads=args.threads,
+    )
+    data = load(args.data) if args.data else None
+    if data is not None and train is None:
+        log.warning("no --epochs: the points are untrained (accuracy is chance)")
+    result = sweep(config, data)
+    json_path, html_path = write_outputs(result, args.out)
+    print(format_table(result))
+    print(f"slimkit sweep: {len(result.points)} points; wrote {json_path} and {html_path}")
+    return 0
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     name, model, data, _ = _load_model(args.model, args.weights, args.data)
     if args.epochs and data is None:
@@ -473,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="latency of every backend x threads x batch, interleaved")
     b.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")
     b.add_argument(
-        "--backends", help=f"comma-separated subset of {','.join(bench.BACKENDS)} (default: all)"
+        "--backends",
+        help=f"comma-separated subset of {','.join(bench.BACKENDS)} (default: all that run here)",
     )
     b.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     b.add_argument("--batch", default="1,64", help="comma-separated batch sizes (default 1,64)")
@@ -498,6 +533,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_distill)
 
     add_compress_parser(sub)
+    add_search_parser(sub)
+
+    sw = sub.add_parser("sweep", help="accuracy, MACs, latency, NetScore over width × resolution")
+    sw.add_argument(
+        "model", nargs="?", default="mobilenet_v1", help="zoo model with a width option"
+    )
+    sw.add_argument("--widths", default="1,0.75,0.5,0.25", help="width multipliers α in (0, 1]")
+    sw.add_argument("--resolutions", default="1", help="resolution multipliers ρ in (0, 1]")
+    sw.add_argument("--data", help="data: IDX folder, .npz, image-folder tree or .tar.gz")
+    sw.add_argument("--epochs", type=int, default=0, help="train each point N epochs (needs data)")
+    sw.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (cosine schedule)")
+    sw.add_argument("--batch-size", type=int, default=128)
+    sw.add_argument("--augment", choices=["none", "crop_flip"], default="none")
+    sw.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    sw.add_argument("--out", default="sweep-out", help="folder for sweep.json and sweep.html")
+    sw.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("encode", help="prune, share weights and entropy-code into a .slim file")
     e.add_argument("model", nargs="?", help="zoo model name (default: the embedded LeNet-5)")

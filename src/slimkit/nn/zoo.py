@@ -49,6 +49,7 @@ _BUILTIN_MODULES = (
     "xception",
     "densenet",
     "efficientnet",
+    "mlp",
 )
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
