@@ -2,10 +2,11 @@
 proxy accuracy on held-out training images.
 
 Resources are exact where they can be (MACs counted, size = bytes of the file the recipe would
-write), latency is the 1-thread batch-1 median — timed, or predicted by the per-layer lookup
-table calibrated on the input model. The proxy follows AMC and NetAdapt: no full fine-tuning, but
-BatchNorm statistics re-estimated on a few training batches (a pruned network's old statistics
-are wrong, and re-estimating them ranks candidates far better), optionally a few SGD steps.
+write); latency is the 1-thread batch-1 median, timed, or predicted by the machine's per-layer
+lookup table (saved between runs; calibrated on the input model when new). The proxy follows
+AMC and NetAdapt: no full fine-tuning, but BatchNorm statistics re-estimated on a few training
+batches (a pruned network's old statistics are wrong, and re-estimating them ranks candidates
+far better), optionally a few SGD steps.
 Validation images come from the training split, so the test set never steers the search.
 """
 
@@ -83,8 +84,16 @@ class Evaluator:
         self._resources: dict[str, dict[str, float]] = {}
         self.table: LatencyTable | None = None
         if "latency" in resources and proxy.latency == "lookup":
+            # The machine's saved table and scale: predictions then agree across runs and
+            # resumes (a scale fitted anew each run would follow the machine's load of the day).
             self.table = LatencyTable.load(threads=1)
-            self.table.calibrate([(self.model, self.example)])
+            if not self.table.entries:
+                self.table.calibrate([(self.model, self.example)])
+
+    def save_table(self) -> None:
+        """Keep the layers timed during the search for the next one on this machine."""
+        if self.table is not None:
+            self.table.save()
 
     def build(self, policy: dict[str, float]) -> nn.Module:
         return build(self.model, policy, self.example)

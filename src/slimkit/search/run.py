@@ -174,7 +174,10 @@ def search(
     )
     _check_reachable(evaluator, space, caps)
     driver.study, driver.caps = study, caps
-    driver.run()
+    try:
+        driver.run()
+    finally:
+        evaluator.save_table()
     records = completed(driver.study, driver.names)
     result = SearchResult(
         out,
