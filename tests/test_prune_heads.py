@@ -8,8 +8,6 @@ one with the removed heads' out_proj columns zeroed.
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,15 +35,6 @@ HEADS_ARCH = {"zoo": "transformer_mnist", "kwargs": {"attention": "heads"}}
 def one_thread():
     with num_threads(1):
         yield
-
-
-@pytest.fixture
-def no_pickle(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle used")
-
-    for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
-        monkeypatch.setattr(module, name, refuse)
 
 
 def transformer() -> nn.Module:

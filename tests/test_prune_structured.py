@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import pickle
 
 import pytest
 import torch
@@ -363,15 +362,6 @@ def test_bn_sparsity_loss_shrinks_gammas_during_fit():
 
 
 # --- saving and loading -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_pickle(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle used")
-
-    for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
-        monkeypatch.setattr(module, name, refuse)
 
 
 def test_save_load_round_trip_from_the_zoo(tmp_path, no_pickle):

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from slimkit.errors import ConfigError, ShapeError, WeightsError
-from slimkit.export.onnx import _check_example, _export_error, quiet
+from slimkit.export.onnx import _check_example, _export_error, batch_dimension, quiet
 from slimkit.files import atomic_write
 from slimkit.measure.common import example_input
 
@@ -68,10 +68,7 @@ def export_aoti(
     if reason:
         raise ConfigError(reason)
     example = _check_example(model, example_input(model, 1) if example is None else example)
-    if dynamic_batch and example.shape[0] == 1:
-        # torch.export specializes size-1 dimensions; a batch of 2 keeps the batch symbolic.
-        example = example.expand(2, *example.shape[1:]).contiguous()
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    example, dynamic_shapes = batch_dimension(example, dynamic_batch)
     clone = copy.deepcopy(model).eval()
     try:
         with quiet(), torch.no_grad():

@@ -64,6 +64,16 @@ def quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def batch_dimension(example: torch.Tensor, dynamic: bool) -> tuple[torch.Tensor, tuple | None]:
+    """The example and `dynamic_shapes` for torch.export with a symbolic batch (or a fixed one)."""
+    if not dynamic:
+        return example, None
+    if example.shape[0] == 1:
+        # torch.export specializes size-1 dimensions; a batch of 2 keeps the batch symbolic.
+        example = example.expand(2, *example.shape[1:]).contiguous()
+    return example, ({0: torch.export.Dim("batch", min=1)},)
+
+
 def _check_example(model: nn.Module, example: Tensor | None) -> Tensor:
     if example is None:
         return example_input(model, 2)
@@ -132,10 +142,7 @@ def export_onnx(
     example = _check_example(model, example)
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ConfigError(f"opset must be an integer ≥ 7 or None for the default, got {opset!r}")
-    if dynamic_batch and example.shape[0] == 1:
-        # torch.export specializes size-1 dimensions; a batch of 2 keeps the batch symbolic.
-        example = example.expand(2, *example.shape[1:]).contiguous()
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    example, dynamic_shapes = batch_dimension(example, dynamic_batch)
     clone = copy.deepcopy(model).eval()
     try:
         with quiet(), torch.no_grad():
