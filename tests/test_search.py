@@ -149,6 +149,7 @@ def test_recipe_steps_apply_the_policy_then_recover():
 def test_search_meets_the_budget_and_its_recipe_reproduces_the_model(tmp_path):
     config = SearchConfig(
         Budget.parse("macs<0.5x,size<0.7x"),
+        strategy="tpe",
         trials=6,
         finalists=1,
         finetune={"epochs": 1, "lr": 0.01},
@@ -234,7 +235,8 @@ def slow(self, policy):  # long enough trials to be killed in the middle of one
     time.sleep(float(delay))
     return plain(self, policy)
 ev.Evaluator.evaluate = slow
-config = SearchConfig(Budget.parse("macs<0.8x"), trials=int(trials), finalists=0, storage=storage,
+config = SearchConfig(Budget.parse("macs<0.8x"), strategy="tpe", trials=int(trials), finalists=0,
+                      storage=storage,
                       study=study, heartbeat_s=1, proxy=ProxyConfig(val_size=200, recal_batches=0))
 search(Recipe(model="lenet5"), config, out, log=lambda _: None)
 """

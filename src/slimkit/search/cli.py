@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="channel",
         help=f"comma-separated techniques from {', '.join(KINDS)} (default channel)",
     )
-    p.add_argument("--strategy", default="tpe", choices=STRATEGIES)
+    p.add_argument("--strategy", default="amc", choices=STRATEGIES, help="default amc")
     p.add_argument("--trials", type=int, default=50, help="completed trials to reach (all workers)")
     p.add_argument("--time-limit", type=float, help="seconds after which no new trial starts")
     p.add_argument(
