@@ -15,13 +15,12 @@ exporting a pruned model need nothing special, and `make_permanent` only drops h
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import numbers
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -32,6 +31,7 @@ from torch.utils.hooks import RemovableHandle
 
 from slimkit.data import ArrayDataset
 from slimkit.errors import ConfigError
+from slimkit.layer_names import check_names, check_selection
 from slimkit.measure.accuracy import evaluate
 from slimkit.measure.params import count_params
 from slimkit.train import ExtraLoss, TrainConfig, fit
@@ -103,22 +103,12 @@ class MagnitudePruning:
             _fail(f"std_factor must be a finite number >= 0, got {self.std_factor!r}")
         if self.scope not in _SCOPES:
             _fail(f"scope must be one of {_SCOPES}, got {self.scope!r}")
-        if isinstance(self.exclude, str):
-            _fail(f"exclude must be a tuple of module names, got the string {self.exclude!r}")
         overrides = dict(self.layer_sparsity or {})
         for name, value in overrides.items():
             if not _is_fraction(value):
                 _fail(f"layer_sparsity[{name!r}] must be in [0, 1), got {value!r}")
-        both = sorted(set(overrides) & set(self.exclude))
-        if both:
-            _fail(f"layer {both[0]!r} is both excluded and given a layer_sparsity; pick one")
-        types = self.include_types
-        if not (
-            isinstance(types, tuple)
-            and types
-            and all(isinstance(t, type) and issubclass(t, nn.Module) for t in types)
-        ):
-            _fail(f"include_types must be a non-empty tuple of nn.Module classes, got {types!r}")
+        check_selection("MagnitudePruning", self.exclude, overrides, "layer_sparsity",
+                        self.include_types)  # fmt: skip
         # Own copies: a caller mutating its dict or list later cannot change a frozen config.
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "layer_sparsity", MappingProxyType(overrides) or None)
@@ -146,24 +136,12 @@ def prunable_layers(
     return found
 
 
-def _check_names(model: nn.Module, valid: Iterable[str], names: Iterable[str], field: str) -> None:
-    valid = list(valid)
-    unknown = [n for n in names if n not in valid]
-    if not unknown:
-        return
-    close = difflib.get_close_matches(unknown[0], valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    shown = ", ".join(valid[:6]) + (f", … ({len(valid)} in all)" if len(valid) > 6 else "")
-    _fail(
-        f"{field} names {unknown[0]!r}, not a prunable layer of {type(model).__name__}; "
-        f"{hint}valid names: {shown or 'none'}"
-    )
-
-
 def _selected(model: nn.Module, config: MagnitudePruning) -> dict[str, nn.Module]:
     layers = prunable_layers(model, config.include_types)
-    _check_names(model, layers, config.exclude, "exclude")
-    _check_names(model, layers, config.layer_sparsity or {}, "layer_sparsity")
+    check_names("MagnitudePruning", model, layers, config.exclude, "exclude", "prunable")
+    check_names(
+        "MagnitudePruning", model, layers, config.layer_sparsity or {}, "layer_sparsity", "prunable"
+    )
     return {name: m for name, m in layers.items() if name not in config.exclude}
 
 
@@ -259,7 +237,9 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
     for name, mask in masks.items():
         weight = getattr(modules.get(name), "weight", None)
         if not isinstance(weight, nn.Parameter):
-            _check_names(model, prunable_layers(model), [name], "a mask")
+            check_names(
+                "MagnitudePruning", model, prunable_layers(model), [name], "a mask", "prunable"
+            )
             _fail(f"module {name!r} has no weight parameter to mask")
         if tuple(mask.shape) != tuple(weight.shape):
             _fail(

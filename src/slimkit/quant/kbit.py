@@ -26,7 +26,6 @@ Uniform scales round *up* to fp16 so that max|w| stays inside the clipping range
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import numbers
 import warnings
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from slimkit.errors import ConfigError, WeightsError
+from slimkit.layer_names import check_names, check_selection
 from slimkit.reparam import remove_parametrizations
 
 __all__ = [
@@ -122,17 +122,13 @@ class KBitConfig:
             _fail("group_size applies only to granularity='group'; drop it or set that")
         if not isinstance(self.keep_first_last, bool):
             _fail(f"keep_first_last must be True or False, got {self.keep_first_last!r}")
-        if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
-            _fail(f"exclude must be a tuple of module names, got {self.exclude!r}")
         if self.layer_bits is not None and not isinstance(self.layer_bits, Mapping):
             _fail(f"layer_bits must map module names to bits, got {self.layer_bits!r}")
         overrides = dict(self.layer_bits or {})
         for name, value in overrides.items():
             if not _is_int(value) or not 1 <= value <= 8:
                 _fail(f"layer_bits[{name!r}] must be an int in 1..8, got {value!r}")
-        both = sorted(set(overrides) & set(self.exclude))
-        if both:
-            _fail(f"layer {both[0]!r} is both excluded and given layer_bits; pick one")
+        check_selection("KBitConfig", self.exclude, overrides, "layer_bits")
         if self.act_bits is not None and not (_is_int(self.act_bits) and 1 <= self.act_bits <= 8):
             _fail(f"act_bits must be None or an int in 1..8, got {self.act_bits!r}")
         # Own copies: a caller mutating its dict or list later cannot change a frozen config.
@@ -395,19 +391,6 @@ def attach_act_quantizer(module: nn.Module, bits: int, name: str = "") -> ActQua
 # --- verbs -------------------------------------------------------------------------------------
 
 
-def _check_names(model: nn.Module, valid: list[str], names: list[str], field: str) -> None:
-    unknown = [n for n in names if n not in valid]
-    if not unknown:
-        return
-    close = difflib.get_close_matches(unknown[0], valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    shown = ", ".join(valid[:6]) + (f", … ({len(valid)} in all)" if len(valid) > 6 else "")
-    raise ConfigError(
-        f"{field} names {unknown[0]!r}, not a quantizable layer of {type(model).__name__}; "
-        f"{hint}valid names: {shown or 'none'}"
-    )
-
-
 def kbit_layers(model: nn.Module) -> dict[str, KBitWeight]:
     """The k-bit parametrization of every quantized layer, by module name."""
     found = {}
@@ -444,8 +427,8 @@ def _plan(model: nn.Module, config: KBitConfig) -> dict[str, tuple[str, int, int
     """name → (scheme, bits, activation bits or None) for every layer to quantize."""
     layers = _quantizable(model)
     names = list(layers)
-    _check_names(model, names, list(config.exclude), "exclude")
-    _check_names(model, names, list(config.layer_bits or {}), "layer_bits")
+    check_names("KBitConfig", model, names, config.exclude, "exclude", "quantizable")
+    check_names("KBitConfig", model, names, config.layer_bits or {}, "layer_bits", "quantizable")
     kept = {names[0], names[-1]} if config.keep_first_last and names else set()
     overrides = config.layer_bits or {}
     plan = {}

@@ -23,7 +23,6 @@ With `codebook="float16"` the forward rounds the centroids to fp16 (straight-thr
 from __future__ import annotations
 
 import copy
-import difflib
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from slimkit.errors import ConfigError, WeightsError
+from slimkit.layer_names import check_names, check_selection
 from slimkit.prune.unstructured import MASK, make_permanent
 from slimkit.reparam import remove_parametrizations
 
@@ -122,18 +122,7 @@ class WeightSharing:
             _fail(f"iterations must be an int >= 1, got {self.iterations!r}")
         if not _is_int(self.seed):
             _fail(f"seed must be an int, got {self.seed!r}")
-        if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
-            _fail(f"exclude must be a tuple of module names, got {self.exclude!r}")
-        both = sorted(set(layers) & set(self.exclude))
-        if both:
-            _fail(f"layer {both[0]!r} is both excluded and given layer_bits; pick one")
-        inc = self.include_types
-        if not (
-            isinstance(inc, tuple)
-            and inc
-            and all(isinstance(t, type) and issubclass(t, nn.Module) for t in inc)
-        ):
-            _fail(f"include_types must be a non-empty tuple of nn.Module classes, got {inc!r}")
+        check_selection("WeightSharing", self.exclude, layers, "layer_bits", self.include_types)
         # Own copies: a caller mutating its dict or list later cannot change a frozen config.
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "type_bits", MappingProxyType(types) or None)
@@ -273,19 +262,6 @@ def shared_tensors(model: nn.Module) -> dict[str, SharedWeight]:
     return found
 
 
-def _check_names(model: nn.Module, valid: list[str], names: list[str], field: str) -> None:
-    unknown = [n for n in names if n not in valid]
-    if not unknown:
-        return
-    close = difflib.get_close_matches(unknown[0], valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    shown = ", ".join(valid[:6]) + (f", … ({len(valid)} in all)" if len(valid) > 6 else "")
-    _fail(
-        f"{field} names {unknown[0]!r}, not a shareable layer of {type(model).__name__}; "
-        f"{hint}valid names: {shown or 'none'}"
-    )
-
-
 def _selected(model: nn.Module, config: WeightSharing) -> dict[str, nn.Module]:
     layers: dict[str, nn.Module] = {}
     owners: dict[int, str] = {}
@@ -305,8 +281,8 @@ def _selected(model: nn.Module, config: WeightSharing) -> dict[str, nn.Module]:
         owners[id(weight)] = name
         layers[name] = module
     names = list(layers)
-    _check_names(model, names, list(config.exclude), "exclude")
-    _check_names(model, names, list(config.layer_bits or {}), "layer_bits")
+    check_names("WeightSharing", model, names, config.exclude, "exclude", "shareable")
+    check_names("WeightSharing", model, names, config.layer_bits or {}, "layer_bits", "shareable")
     return {n: m for n, m in layers.items() if n not in config.exclude}
 
 
