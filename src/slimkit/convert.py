@@ -53,6 +53,7 @@ from slimkit.lowrank import (
     eligible_layers,
     load_factorized,
     new_conv,
+    per_layer_items,
     save_factorized,
     select_layers,
 )
@@ -115,24 +116,14 @@ class Conversion:
         _positive(self.depth_multiplier, "depth_multiplier", "Conversion")
         _positive(self.rank, "rank", "Conversion", optional=True)
         if self.per_layer is not None:
-            if not isinstance(self.per_layer, Mapping):
-                raise ConfigError("Conversion: per_layer must map module names to dicts")
-            for name, opts in self.per_layer.items():
-                where = f"Conversion per_layer[{name!r}]"
-                if not isinstance(opts, Mapping):
-                    raise ConfigError(f"{where} must be a dict, got {opts!r}")
-                unknown = sorted(set(opts) - set(_PER_LAYER_KEYS))
-                if unknown:
-                    raise ConfigError(
-                        f"{where}: unknown option {unknown[0]!r}; options: {_PER_LAYER_KEYS}"
-                    )
+            checked = {}
+            for name, where, opts in per_layer_items(self.per_layer, _PER_LAYER_KEYS, "Conversion"):
                 if opts.get("to", self.to) not in KINDS:
                     raise ConfigError(f"{where}: to must be one of {KINDS}, got {opts['to']!r}")
                 _positive(opts.get("depth_multiplier", 1), "depth_multiplier", where)
                 _positive(opts.get("rank"), "rank", where, optional=True)
-            object.__setattr__(
-                self, "per_layer", {str(k): dict(v) for k, v in self.per_layer.items()}
-            )
+                checked[name] = opts
+            object.__setattr__(self, "per_layer", checked)
         if not isinstance(self.skip_unprofitable, bool):
             raise ConfigError(
                 f"Conversion: skip_unprofitable must be True or False, got "

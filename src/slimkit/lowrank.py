@@ -136,6 +136,25 @@ def _check_iters(v: Any, where: str) -> int | None:
     return v
 
 
+def per_layer_items(
+    per_layer: Any, keys: tuple[str, ...], owner: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, where-for-messages, options copy) of a `per_layer` mapping whose values are dicts
+    of the given `keys`; the caller checks the values."""
+    if not isinstance(per_layer, Mapping):
+        raise ConfigError(f"{owner}: per_layer must map module names to dicts of options")
+    items = []
+    for name, opts in per_layer.items():
+        where = f"{owner} per_layer[{name!r}]"
+        if not isinstance(opts, Mapping):
+            raise ConfigError(f"{where} must be a dict of options {keys}, got {opts!r}")
+        unknown = sorted(set(opts) - set(keys))
+        if unknown:
+            raise ConfigError(f"{where}: unknown option {unknown[0]!r}; options: {keys}")
+        items.append((str(name), where, dict(opts)))
+    return items
+
+
 def check_filter(layers: Any, exclude: Any, where: str) -> tuple[Any, tuple[str, ...]]:
     """Validate a `layers` selection (names or predicate) and an `exclude` tuple of names."""
     if layers is not None and not callable(layers):
@@ -201,18 +220,8 @@ class LowRank:
         object.__setattr__(self, "exclude", exclude)
         _check_iters(self.iters, "LowRank")
         if self.per_layer is not None:
-            if not isinstance(self.per_layer, Mapping):
-                raise ConfigError("LowRank: per_layer must map module names to dicts of options")
             checked = {}
-            for name, opts in self.per_layer.items():
-                where = f"LowRank per_layer[{name!r}]"
-                if not isinstance(opts, Mapping):
-                    raise ConfigError(f"{where} must be a dict such as {{'rank': 8}}, got {opts!r}")
-                unknown = sorted(set(opts) - set(_PER_LAYER_KEYS))
-                if unknown:
-                    raise ConfigError(
-                        f"{where}: unknown option {unknown[0]!r}; options: {_PER_LAYER_KEYS}"
-                    )
+            for name, where, opts in per_layer_items(self.per_layer, _PER_LAYER_KEYS, "LowRank"):
                 _check_rule(opts.get("rank"), opts.get("energy"), opts.get("ratio"), where)
                 method = opts.get("method")
                 if method is not None and method not in (*CONV_METHODS, "svd"):
@@ -220,7 +229,7 @@ class LowRank:
                         f"{where}: method must be one of {(*CONV_METHODS, 'svd')}, got {method!r}"
                     )
                 _check_iters(opts.get("iters"), where)
-                checked[str(name)] = dict(opts)
+                checked[name] = opts
             object.__setattr__(self, "per_layer", checked)
         if not isinstance(self.skip_unprofitable, bool):
             raise ConfigError(

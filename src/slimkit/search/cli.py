@@ -7,7 +7,7 @@ import sys
 
 from slimkit.errors import ConfigError
 from slimkit.pipeline.recipe import Recipe
-from slimkit.search.budget import format_value
+from slimkit.search.budget import Budget, format_value
 from slimkit.search.evaluate import LATENCY_MODES, ProxyConfig
 from slimkit.search.run import STRATEGIES, SearchConfig, search
 from slimkit.search.space import KINDS
@@ -75,8 +75,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from slimkit.search.budget import Budget
-
     kinds = tuple(k.strip() for k in args.space.split(",") if k.strip())
     if args.epochs < 0:
         raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
