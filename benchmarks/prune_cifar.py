@@ -2,6 +2,7 @@
 
     python benchmarks/prune_cifar.py --ratio 0.4 --round-to 4 --epochs 30 --distill 0.7
     python benchmarks/prune_cifar.py --model resnet20 --from-cached --epochs 0   # re-measure
+    python benchmarks/prune_cifar.py --from-file OUT/01-prune/model.safetensors --epochs 0
     python benchmarks/prune_cifar.py --ratio 0.5 --round-to 8 --keep stem.conv --latency-only
     python benchmarks/prune_cifar.py --model vgg11 --width 0.5 --slimming 1e-3 \\
         --sparse-epochs 10 --importance bn_scale --scope global --raw-scores \\
@@ -18,12 +19,15 @@ fine-tuned (with --distill α: from the unpruned model's soft targets too, Hinto
 and measured beside the unpruned model in the same run: top-1, MACs, params and batch-1 latency
 at 1 thread, in interleaved rounds, in eager torch, ONNX Runtime fp32 and torch.compile
 (inductor, BN folded). --from-cached starts from the pruned model this script saved last time
-(--epochs more fine-tuning; 0 = measure only); --latency-only prunes and times, nothing else
-(channels-<model>-latency.json). Every stage's wall time is recorded. Time latency at normal
-priority: under `nice` on a busy machine the longer calls get preempted, inflating ratios.
+(--epochs more fine-tuning; 0 = measure only), --from-file the pruned model of another run
+(e.g. the prune step of `slimkit compress --recipe recipes/structured-distill.yaml`, measured
+here against the same unpruned model; the file is only read); --latency-only prunes and times,
+nothing else (channels-<model>-latency.json). Every stage's wall time is recorded. Time latency
+at normal priority: under `nice` on a busy machine the longer calls get preempted, inflating
+ratios.
 References: DepGraph ResNet-56 2.13× fewer MACs at +0.24 pt; Li et al. 27.6% fewer FLOPs at
 −0.02 pt; Network Slimming VGGNet 51% fewer FLOPs at −0.14 pt error.
-Results: benchmarks/results/channels-<model>[-slim<λ>][-cached].json.
+Results: benchmarks/results/channels-<model>[-slim<λ>][-cached|-from-file].json.
 """
 
 from __future__ import annotations
@@ -144,7 +148,9 @@ def run(args: argparse.Namespace) -> dict:
         layer_ratios=dict.fromkeys(args.keep, 0.0),
     )
     t = time.perf_counter()
-    if args.from_cached:
+    if args.from_file:
+        pruned, ratio = load_pruned(args.from_file).eval(), None
+    elif args.from_cached:
         pruned, ratio = load_pruned(artifact).eval(), None
     elif args.target_macs:
         pruned, ratio = prune_to_macs(dense, config, example, args.target_macs)
@@ -173,7 +179,9 @@ def run(args: argparse.Namespace) -> dict:
         else:
             history = fit(pruned, data.train, cfg, val=data.test)
         timings["finetune_s"] = history.train_time_s
-    if not args.from_cached or args.epochs > 0:
+    if args.from_file and args.epochs == 0:
+        artifact = args.from_file  # measured as it is
+    elif not args.from_cached or args.epochs > 0:
         save_pruned(pruned, artifact, arch=arch)
     t = time.perf_counter()
     metrics = measure(pruned, name=f"{tag} pruned", data=data.test, artifact=artifact)
@@ -189,6 +197,7 @@ def run(args: argparse.Namespace) -> dict:
         "sparse_train": [asdict(e) for e in sparse.epochs] if sparse else None,
         "small_bn_scales": small_gammas(dense),
         "from_cached": args.from_cached,
+        "from_file": str(args.from_file) if args.from_file else None,
         "config": {**asdict(config), "ratio": ratio},
         "target_macs": args.target_macs,
         "distill_alpha": args.distill,
@@ -227,6 +236,7 @@ def main() -> None:
     parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--distill", type=float, default=0.0, metavar="ALPHA")
     parser.add_argument("--from-cached", action="store_true")
+    parser.add_argument("--from-file", type=Path, metavar="FILE", help="a pruned model to measure")
     parser.add_argument("--latency-only", action="store_true", help="prune and time; no training")
     parser.add_argument("--threads", type=int, default=1, help="training threads")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -245,7 +255,8 @@ def main() -> None:
             f"{lat['speedup_p50']}, min {lat['speedup_min']}, channels {r['channels']}"
         )
         return
-    name = f"channels-{r['model']}{'-cached' if args.from_cached else ''}.json"
+    source = "-from-file" if args.from_file else "-cached" if args.from_cached else ""
+    name = f"channels-{r['model']}{source}.json"
     atomic_write_text(RESULTS / name, json.dumps(r, indent=1))
     print(
         f"{r['model']}: top-1 {r['dense_top1']} -> {r['pruned_top1']} "

@@ -24,6 +24,7 @@ from slimkit.data import (
     load_image_folder,
     load_npz,
     random_crop_flip,
+    random_shift,
     read_idx,
     train_val_split,
     unpack_tarball,
@@ -534,6 +535,28 @@ def test_random_crop_flip():
     assert len({tuple(m.flatten().tolist()) for m in many}) > 5
     with pytest.raises(ConfigError):
         random_crop_flip(-1)
+
+
+def test_random_shift_translates_without_mirroring():
+    x = torch.randn(32, 1, 6, 6)
+    out = random_shift(2)(x, torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    offsets = set()
+    for i in range(len(x)):  # each output is one shifted window of the edge-padded input
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 6])
+        ]
+        assert len(hits) == 1, "not a pure translation (a mirror or a mix)"
+        offsets |= set(hits)
+    assert len(offsets) > 5  # many offsets drawn, not one
+    # The border repeats the edge, never the data-set mean (0): an all-background image stays so.
+    background = torch.full((4, 1, 6, 6), -0.42)
+    assert torch.equal(random_shift(2)(background, torch.Generator()), background)
+    with pytest.raises(ConfigError, match="random_shift"):
+        random_shift(-1)
 
 
 def test_batches_apply_augment_deterministically():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from slimkit.data import ArrayDataset, batches, random_crop_flip
+from slimkit.data import ArrayDataset, batches, random_crop_flip, random_shift
 from slimkit.errors import ConfigError
 from slimkit.files import atomic_write
 from slimkit.measure.accuracy import evaluate
@@ -30,7 +30,7 @@ ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
 _SCHEDULES = ("cosine", "step", "constant")
-_AUGMENTS = ("none", "crop_flip")
+_AUGMENTS = ("none", "crop_flip", "shift")  # shift: ±2 px, no mirroring (digits)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
     )
-    augment = random_crop_flip() if cfg.augment == "crop_flip" else None
+    augment = {"none": None, "crop_flip": random_crop_flip(), "shift": random_shift()}[cfg.augment]
     history = History()
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).exists():

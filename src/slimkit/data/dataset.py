@@ -27,6 +27,7 @@ __all__ = [
     "calibration_subset",
     "channel_stats",
     "random_crop_flip",
+    "random_shift",
     "train_val_split",
 ]
 
@@ -214,21 +215,35 @@ def random_crop_flip(padding: int = 4) -> Augment:
     drawn from the generator passed at call time, so results are reproducible. Padding is zero in
     normalized space, i.e. the data-set mean colour.
     """
-    if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
-        raise ConfigError(f"padding must be a non-negative integer, got {padding!r}")
-    pad = int(padding)
+    return _translate("random_crop_flip", padding, flip=True, fill="zero")
+
+
+def random_shift(pixels: int = 2) -> Augment:
+    """Translate each image by a random (dy, dx) in [-pixels, pixels]², no mirroring: the
+    "jitter" of digit nets (Hinton et al. 2015 shift MNIST by up to 2 pixels), where a mirrored
+    digit is another symbol. The shifted-in border repeats the edge pixels (the background of a
+    digit) rather than the data-set mean, which on MNIST would be a grey frame."""
+    return _translate("random_shift", pixels, flip=False, fill="edge")
+
+
+def _translate(name: str, pad: int, flip: bool, fill: str) -> Augment:
+    if isinstance(pad, bool) or not isinstance(pad, int | np.integer) or pad < 0:
+        raise ConfigError(f"{name}: padding must be a non-negative integer, got {pad!r}")
+    pad = int(pad)
+    mode = "replicate" if fill == "edge" else "constant"
 
     def augment(x: Tensor, generator: Generator) -> Tensor:
         if x.dim() != 4:
-            raise DataError(f"random_crop_flip expects a (B, C, H, W) batch, got {tuple(x.shape)}")
+            raise DataError(f"{name} expects a (B, C, H, W) batch, got {tuple(x.shape)}")
         b, c, h, w = x.shape
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
+        padded = F.pad(x, (pad, pad, pad, pad), mode=mode) if pad else x
         dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
         dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-        flip = torch.rand(b, generator=generator) < 0.5
-        cols = torch.arange(w)
-        # A flip is just reading the cropped columns right to left: one gather does both.
-        cols = torch.where(flip[:, None], cols.flip(0)[None, :], cols[None, :]) + dx[:, None]
+        cols = torch.arange(w)[None, :].expand(b, w)
+        if flip:  # a flip is reading the cropped columns right to left: one gather does both
+            mirrored = torch.rand(b, generator=generator) < 0.5
+            cols = torch.where(mirrored[:, None], cols.flip(1), cols)
+        cols = cols + dx[:, None]
         rows = torch.arange(h)[None, :] + dy[:, None]
         bi = torch.arange(b)[:, None, None, None]
         ci = torch.arange(c)[None, :, None, None]
