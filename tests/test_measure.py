@@ -105,6 +105,20 @@ def test_training_macs_leave_model_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_measure_counts_training_macs_per_sample_with_batchnorm_on_1x1_maps():
+    """Train-mode BN cannot normalize one value per channel; the count must still work and be
+    per sample: forward, then grad-input + grad-weight of the last conv, grad-weight of the first."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 6, 3), nn.BatchNorm2d(6), nn.Flatten(),
+    )  # fmt: skip
+    model.input_shape = (1, 7, 7)  # 7×7 → 3×3 → 1×1
+    m = measure(model, latency_calls=5, throughput_batch=None, memory=False, layers=False)
+    first, last = 4 * 9 * 9, 6 * 4 * 9
+    assert m.macs == first + last
+    assert m.macs_training == (first + last) + 2 * last + first
+
+
 # --- parameters, scores ------------------------------------------------------------------------
 
 

@@ -144,7 +144,8 @@ def measure(
     counted = reference if reference is not None else model
     params = count_params(counted)
     macs = count_macs(counted, example)
-    macs_train = count_macs(counted, example, training=True)
+    # A pair, not one sample: train-mode BatchNorm cannot normalize a 1×1 map of one sample.
+    macs_train = count_macs(counted, torch.cat([example, example]), training=True)
     latency = measure_latency(model, example, threads=threads, calls=latency_calls)
     end_to_end = None
     if preprocess is not None or postprocess is not None:
@@ -196,7 +197,7 @@ def measure(
         size_file_bytes=file_bytes(*paths) if paths else saved_bytes(model),
         macs=macs.dense,
         macs_effective=macs.effective,
-        macs_training=macs_train.dense,
+        macs_training=macs_train.dense // 2,
         latency_p50_ms=latency.p50_ms,
         latency_p90_ms=latency.p90_ms,
         latency_p99_ms=latency.p99_ms,
