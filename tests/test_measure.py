@@ -107,7 +107,7 @@ def test_training_macs_leave_model_untouched():
 
 def test_measure_counts_training_macs_per_sample_with_batchnorm_on_1x1_maps():
     """Train-mode BN cannot normalize one value per channel; the count must still work and be
-    per sample: forward, then grad-input + grad-weight of the last conv, grad-weight of the first."""
+    per sample: forward, grad-input + grad-weight of the last conv, grad-weight of the first."""
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(),
         nn.Conv2d(4, 6, 3), nn.BatchNorm2d(6), nn.Flatten(),
