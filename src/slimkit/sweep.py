@@ -31,7 +31,7 @@ from slimkit.measure import count_macs, count_params, evaluate, netscore
 from slimkit.measure.common import eval_mode, num_threads
 from slimkit.measure.latency import LatencyStats, summarize, time_calls
 from slimkit.nn import create, list_models, model_info
-from slimkit.pipeline.report import Column, _scatter
+from slimkit.pipeline.report import Column, scatter
 from slimkit.train import TrainConfig, fit
 
 log = logging.getLogger("slimkit")
@@ -241,13 +241,13 @@ def format_table(result: SweepResult) -> str:
 
 def render_html(result: SweepResult) -> str:
     """One self-contained page: the table and two scatter charts (inline SVG, no scripts)."""
-    # _scatter reads a column's label and its record's macs, latency_p50_ms and top1; a
+    # scatter reads a column's label and its record's macs, latency_p50_ms and top1; a
     # SweepPoint has those fields, so it stands in for a Metrics record.
     cols = [Column(p.label, p, {}) for p in result.points]
     charts = [
-        ("acc-macs", "Accuracy vs MACs (millions)", _scatter(cols, "macs", 1e-6, "M MACs")),
+        ("acc-macs", "Accuracy vs MACs (millions)", scatter(cols, "macs", 1e-6, "M MACs")),
         ("acc-latency", "Accuracy vs batch-1 latency (ms)",
-         _scatter(cols, "latency_p50_ms", 1.0, "ms")),
+         scatter(cols, "latency_p50_ms", 1.0, "ms")),
     ]  # fmt: skip
     head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in _COLUMNS)
     body = "".join(

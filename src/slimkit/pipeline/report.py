@@ -90,9 +90,9 @@ def render_html(result: RunResult) -> str:
         ("size", "File size by step (KiB)", _bars(cols, "size_file_bytes", 1 / 1024)),
         ("latency", "Batch-1 latency p50 by step (ms)", _bars(cols, "latency_p50_ms", 1.0)),
         ("accuracy", "Top-1 accuracy by step (%)", _bars(cols, "top1", 1.0)),
-        ("acc-size", "Accuracy vs file size (every artifact)", _scatter(cols, "size_file_bytes",
+        ("acc-size", "Accuracy vs file size (every artifact)", scatter(cols, "size_file_bytes",
                                                                          1 / 1024, "KiB")),
-        ("acc-latency", "Accuracy vs latency (every artifact)", _scatter(cols, "latency_p50_ms",
+        ("acc-latency", "Accuracy vs latency (every artifact)", scatter(cols, "latency_p50_ms",
                                                                            1.0, "ms")),
         ("sparsity", "Per-layer sparsity, final float model (%)", _layer_bars(
             weighted, lambda r: 100 * r.sparsity, "%.1f")),
@@ -196,7 +196,9 @@ def _bars(cols: list[Column], attr: str, scale: float) -> str:
     return _svg(width, height, parts)
 
 
-def _scatter(cols: list[Column], attr: str, scale: float, unit: str) -> str:
+def scatter(cols: list[Column], attr: str, scale: float, unit: str) -> str:
+    """Inline SVG of each column's top-1 against `attr` of its metrics (times `scale`, in
+    `unit`), points labelled: the report's and the sweep's accuracy trade-off charts."""
     points = [
         (c.label, (getattr(c.metrics, attr) or 0) * scale, c.metrics.top1)
         for c in cols
