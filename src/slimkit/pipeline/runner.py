@@ -162,8 +162,14 @@ def run_recipe(
     progress: bool | None = None,
     measure_memory: bool = True,
     log: Callable[[str], None] = print,
+    on_step: Callable[[int, str, Metrics, float | None], None] | None = None,
 ) -> RunResult:
-    """Run (or resume) `recipe` into the folder `out`; returns every step's Metrics."""
+    """Run (or resume) `recipe` into the folder `out`; returns every step's Metrics.
+
+    `on_step(index, kind, metrics, time_s)` is called as each step finishes or is reused, the
+    baseline first as step 0 (time None): a resumed run reports every step too.
+    """
+    step_done = on_step or (lambda *_: None)
     t_start = time.perf_counter()
     _check_order(recipe)
     inputs = resolve_inputs(recipe)
@@ -174,6 +180,7 @@ def run_recipe(
         inputs.model, name=f"{inputs.name} (input)", data=inputs.data.test,
         artifact=recipe.weights, **options,
     ))  # fmt: skip
+    step_done(0, "baseline", baseline, None)
     state: State | None = State(copy.deepcopy(inputs.model))
     state_key = inputs.key
     records: list[StepRecord] = []
@@ -187,6 +194,7 @@ def run_recipe(
             log(f"step {i + 1}/{len(recipe.steps)} {step.kind}: unchanged, reusing {folder.name}")
             records.append(cached)
             last_state_file = folder / "state.safetensors"
+            step_done(i + 1, cached.kind, cached.metrics, cached.time_s)
             continue
         if state_key != _previous_key(inputs.key, recipe, i):
             state = load_state(last_state_file, inputs)
@@ -219,6 +227,7 @@ def run_recipe(
         )
         _write_result(folder, key, record)
         records.append(record)
+        step_done(i + 1, record.kind, metrics, elapsed)
         state_key = key
         last_state_file = folder / "state.safetensors"
     return RunResult(recipe, out, baseline, records, time.perf_counter() - t_start)
