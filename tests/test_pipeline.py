@@ -171,6 +171,14 @@ def test_run_measures_every_step_and_resumes(tmp_path):
     assert third.steps[1].metrics.sparsity == pytest.approx(prune_step.metrics.sparsity, abs=0.02)
 
 
+def test_channel_pruning_by_taylor_importance_gets_gradients(tmp_path):
+    """Taylor scores need ∂loss/∂w: the step feeds a training batch (it used to fail asking for
+    gradients) and removes as many channels as L1 does."""
+    text = "steps:\n  - prune: {method: channel, ratio: 0.5, importance: taylor}\n"
+    result = run(load_recipe(write(tmp_path, text)), tmp_path / "out")
+    assert result.steps[0].metrics.params < 0.6 * result.baseline.params
+
+
 def test_interrupted_step_leaves_finished_steps_and_resumes(tmp_path, monkeypatch):
     recipe = load_recipe(write(tmp_path, SMALL))
     out = tmp_path / "out"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import logging
 import sys
@@ -22,6 +23,8 @@ from slimkit.default import DEFAULT_MODEL, default_model
 from slimkit.distill import distill
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.export import OnnxModel
+from slimkit.graph import LAYERS
+from slimkit.layer_names import check_names
 from slimkit.measure import Metrics, evaluate, measure
 from slimkit.nn import create, list_models, model_info
 from slimkit.pipeline.cli import add_parser as add_compress_parser
@@ -174,13 +177,36 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _heads(model: torch.nn.Module) -> dict[str, int]:
+    """Heads of every HeadAttention, by module name."""
+    return {n: m.num_heads for n, m in model.named_modules() if isinstance(m, prune.HeadAttention)}
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     name, model, data, _ = _load_model(args.model, args.weights, args.data)
     if data is None:
         raise ConfigError(f"{name} needs --data to fine-tune and measure accuracy")
     train, test = data.train, data.test
     options = dict(threads=args.threads, memory=False, layers=False, latency_calls=100)
-    before = measure(model, name=name, data=test, artifact=args.weights, **options)
+    arch = {"zoo": name, "kwargs": {}}
+    original = model
+    if args.split_attention:
+        if args.method != "channel":  # its keys would no longer load into the zoo's model
+            raise ConfigError(
+                "--split-attention makes heads prunable channel units: use it with "
+                "--method channel (magnitude pruning zeroes single weights and needs no split)"
+            )
+        model = prune.split_attention(model)  # same outputs; raises when there is no MHA
+        if "attention" not in inspect.signature(model_info(name).factory).parameters:
+            raise ConfigError(
+                f"{name} cannot be rebuilt with HeadAttention (its factory has no attention= "
+                "option), so a head-pruned artifact would not load"
+            )
+        arch["kwargs"]["attention"] = "heads"
+    if args.method == "channel":  # ChannelPruning would list every module, not the closest
+        layers = [n for n, m in model.named_modules() if isinstance(m, LAYERS)]
+        check_names("prune", model, layers, args.keep, "--keep", "conv/linear/norm")
+    before = measure(original, name=name, data=test, artifact=args.weights, **options)
     out = Path(args.out)
     finetune = None  # 0 epochs: prune only; a negative count is rejected by TrainConfig
     if args.finetune_epochs != 0:
@@ -189,9 +215,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
     if args.method == "magnitude":
         pruned = copy.deepcopy(model)
-        prune.prune_magnitude(
-            pruned, prune.MagnitudePruning(sparsity=args.amount, scope=args.scope)
+        config = prune.MagnitudePruning(
+            sparsity=args.amount, scope=args.scope, exclude=tuple(args.keep)
         )
+        prune.prune_magnitude(pruned, config)
         if finetune:
             fit(pruned, train, finetune, after_step=prune.reapply_masks)
         prune.make_permanent(pruned)
@@ -202,15 +229,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
             importance=args.importance,
             scope=args.scope,
             round_to=args.round_to,
+            layer_ratios=dict.fromkeys(args.keep, 0.0),
         )
-        pruned = prune.prune_channels(model, config, test.normalized(torch.arange(2)))
+        pruned = prune.prune_channels(
+            model, config, test.normalized(torch.arange(2)), data_batch=train.first(256)
+        )
         if finetune:
             fit(pruned, train, finetune)
-        artifact = prune.save_pruned(
-            pruned, out / f"{name}-channels.safetensors", arch={"zoo": name, "kwargs": {}}
-        )
+        artifact = prune.save_pruned(pruned, out / f"{name}-channels.safetensors", arch=arch)
     after = measure(pruned, name=f"{name} pruned", data=test, artifact=artifact, **options)
     print(f"slimkit prune: {name}, {args.method} {args.amount}, wrote {artifact}")
+    if args.split_attention:
+        heads = _heads(model)
+        kept = ", ".join(f"{n} {k}/{heads[n]}" for n, k in _heads(pruned).items())
+        print(f"  heads kept: {kept}")
     print(format_comparison(before, after))
     return 0
 
@@ -465,6 +497,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scope", choices=["layer", "global"], default="global")
     pr.add_argument("--importance", default="l1", help="channel importance: l1 l2 taylor ...")
     pr.add_argument("--round-to", type=int, default=1, help="keep channel counts multiples of N")
+    pr.add_argument(
+        "--split-attention",
+        action="store_true",
+        help="channel: convert nn.MultiheadAttention to HeadAttention first, so that whole "
+        "attention heads are pruned as units",
+    )
+    pr.add_argument(
+        "--keep",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="layers left alone: channel: the channel groups they produce stay whole "
+        "(e.g. blocks.0.attn.q_proj keeps that layer's heads); magnitude: not pruned",
+    )
     pr.add_argument("--finetune-epochs", type=int, default=2)
     pr.add_argument("--lr", type=float, default=0.01)
     pr.add_argument("--weights", help="weights file (.safetensors or a torch state dict)")
@@ -545,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--epochs", type=int, default=0, help="train each point N epochs (needs data)")
     sw.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (cosine schedule)")
     sw.add_argument("--batch-size", type=int, default=128)
-    sw.add_argument("--augment", choices=["none", "crop_flip"], default="none")
+    sw.add_argument("--augment", choices=["none", "crop_flip", "shift"], default="none")
     sw.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
     sw.add_argument("--out", default="sweep-out", help="folder for sweep.json and sweep.html")
     sw.set_defaults(func=cmd_sweep)

@@ -73,6 +73,12 @@ class ArrayDataset:
         std = torch.tensor(self.std, dtype=torch.float32).view(shape)
         return (x.to(torch.float32).div_(255.0).sub_(mean)).div_(std)
 
+    def first(self, n: int) -> tuple[Tensor, Tensor]:
+        """The first `n` samples (or all, if fewer) as one normalized (inputs, labels) batch: the
+        gradients a data-driven criterion such as Taylor importance scores from."""
+        idx = torch.arange(min(n, len(self)))
+        return self.normalized(idx), self.labels[idx]
+
     def subset(self, idx: Tensor) -> ArrayDataset:
         """A new dataset holding copies of the samples at `idx` (normalization stats kept)."""
         idx = torch.as_tensor(idx)

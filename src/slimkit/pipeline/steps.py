@@ -184,7 +184,9 @@ def _prune_build(params: dict[str, Any]) -> dict[str, Any]:
 def _prune_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
     params, cfg = built["params"], built["train"]
     if built["method"] == "channel":
-        state.model = prune.prune_channels(state.model, built["config"], _example(ctx))
+        state.model = prune.prune_channels(
+            state.model, built["config"], _example(ctx), data_batch=ctx.data.train.first(256)
+        )  # gradients for data-driven criteria (taylor)
         if state.sparse:  # surviving zeros stay pruned
             state.model = prune.make_permanent(state.model)
         if cfg is not None:
