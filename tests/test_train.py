@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from slimkit.data import load_embedded
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, TrainingError
 from slimkit.measure import evaluate
 from slimkit.nn import create
 from slimkit.train import TrainConfig, fit, lr_factor
@@ -78,6 +78,45 @@ def test_checkpoint_from_another_config_is_refused(digits, tmp_path):
         fit(create("lenet300_100"), small, TrainConfig(epochs=2, batch_size=64), checkpoint=ckpt)
 
 
+def test_checkpoint_from_before_an_option_existed_resumes(digits, tmp_path):
+    """A checkpoint written before clip_grad_norm existed lacks the key; it held the default."""
+    train, _ = digits
+    small = train.subset(torch.arange(128))
+    ckpt = tmp_path / "run.ckpt"
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    fit(create("lenet300_100"), small, cfg, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["clip_grad_norm"]
+    torch.save(state, ckpt)
+    assert len(fit(create("lenet300_100"), small, cfg, checkpoint=ckpt).epochs) == 1
+    with pytest.raises(ConfigError, match="another training config"):
+        fit(create("lenet300_100"), small, TrainConfig(epochs=1, batch_size=64,
+            clip_grad_norm=1.0), checkpoint=ckpt)  # fmt: skip
+
+
+def test_divergence_stops_with_one_line_and_finite_weights(digits):
+    train, _ = digits
+    model = create("lenet300_100")
+    wild = TrainConfig(epochs=1, batch_size=64, lr=1e4, momentum=0.0, weight_decay=0.0)
+    with pytest.raises(TrainingError, match=r"training diverged: the loss is .* lower lr") as e:
+        fit(model, train.subset(torch.arange(512)), wild)
+    assert "\n" not in str(e.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_clip_grad_norm_bounds_every_step(digits):
+    train, _ = digits
+    norms = []
+
+    def record(model):  # after the step the clipped gradients are still in .grad
+        norms.append(torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in model.parameters()])).item())  # fmt: skip
+
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.01, clip_grad_norm=0.05)
+    fit(create("lenet300_100"), train.subset(torch.arange(512)), cfg, after_step=record)
+    assert len(norms) == 8 and max(norms) <= 0.05 * 1.001
+
+
 def test_extra_loss_hook_shapes_training(digits):
     train, _ = digits
     small = train.subset(torch.arange(256))
@@ -112,6 +151,7 @@ def test_schedules():
         ({"optimizer": "lion"}, "optimizer must be one of"),
         ({"lr": -1.0}, "lr must be > 0"),
         ({"augment": "mixup"}, "augment"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0"),
     ],
 )
 def test_bad_config_is_one_clear_line(kwargs, message):

@@ -28,3 +28,7 @@ class ShapeError(SlimkitError, ValueError):
 
 class WeightsError(SlimkitError, ValueError):
     """A weights file that is not one, or does not match the model."""
+
+
+class TrainingError(SlimkitError, RuntimeError):
+    """Training that cannot go on, e.g. a loss that became NaN or infinite."""

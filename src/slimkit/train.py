@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from slimkit.data import ArrayDataset, batches, random_crop_flip, random_shift
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, TrainingError
 from slimkit.files import atomic_write
 from slimkit.measure.accuracy import evaluate
 from slimkit.measure.common import check_input
@@ -49,6 +49,7 @@ class TrainConfig:
     label_loss_weight: float = 1.0  # weight of the cross-entropy on hard labels
     augment: str = "none"  # one of _AUGMENTS
     seed: int = 0
+    clip_grad_norm: float | None = None  # rescale gradients to at most this global L2 norm
 
     def __post_init__(self) -> None:
         checks = [
@@ -62,6 +63,10 @@ class TrainConfig:
             (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.step_epochs >= 1, f"step_epochs must be >= 1, got {self.step_epochs}"),
+            (
+                self.clip_grad_norm is None or self.clip_grad_norm > 0,
+                f"clip_grad_norm must be > 0 (or None), got {self.clip_grad_norm}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -174,8 +179,16 @@ def fit(
             )
             if extra_loss is not None:
                 loss = loss + extra_loss(model, x, y, logits)
+            if not torch.isfinite(loss):  # stop before the step: the weights stay the last finite
+                step, lr = int(seen) // cfg.batch_size + 1, scheduler.get_last_lr()[0]
+                raise TrainingError(
+                    f"training diverged: the loss is {loss.item()} at epoch {epoch + 1}, step "
+                    f"{step} (lr {lr:.3g}); lower lr or set clip_grad_norm"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
             scheduler.step()
             if after_step is not None:
@@ -219,7 +232,9 @@ def _resume(path, cfg, model, optimizer, scheduler) -> tuple[int, History]:
         raise ConfigError(
             f"checkpoint '{path}' cannot be read ({type(e).__name__}): delete it to start over"
         ) from None
-    if state.get("config") != asdict(cfg):
+    # Options added since the checkpoint was written held their defaults then.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    if {**defaults, **state.get("config", {})} != asdict(cfg):
         raise ConfigError(
             f"checkpoint '{path}' was written with another training config: delete it or pass "
             "the same config to resume"
