@@ -27,6 +27,7 @@ from slimkit.share import (
     save_compressed,
     share_weights,
 )
+from slimkit.share.codebook import pack_codebook, read_codebook
 from slimkit.share.slimfile import FORMAT_VERSION, MAGIC, _section
 from slimkit.weights import save_weights
 
@@ -206,15 +207,13 @@ def test_report_adds_up_to_the_file_and_beats_the_fixed_width_rate(lenet_file):
 
 @pytest.mark.parametrize("half", [True, False])
 def test_codebooks_are_delta_coded_bit_for_bit(half):
-    from slimkit.share.slimfile import _pack_codebook, _read_codebook
-
     book = np.concatenate([np.linspace(-0.3, -0.01, 8), [-0.0, 0.0], np.linspace(0.02, 0.4, 8)])
     book = book.astype(np.float16 if half else np.float32).astype(np.float32)
-    data, delta = _pack_codebook(book, half)
+    data, delta = pack_codebook(book, half)
     assert delta and len(data) < 0.9 * len(book) * (2 if half else 4)
-    back, end = _read_codebook(memoryview(data), 0, len(book), half, True, "t")
+    back, end = read_codebook(memoryview(data), 0, len(book), half, True)
     assert end == len(data) and np.array_equal(back.view(np.int32), book.view(np.int32))
-    assert _pack_codebook(np.array([0.5, np.nan], np.float32), False)[1] is False  # unordered
+    assert pack_codebook(np.array([0.5, np.nan], np.float32), False)[1] is False  # unordered
 
 
 def test_coding_shrinks_the_file(tmp_path):

@@ -18,11 +18,8 @@ Layout (integers little-endian; varint = unsigned LEB128):
           1 byte: gap width g in bits 0-4 (0: every entry kept, no gap stream), bit 5: scanned
               column-major (the transpose of (rows, rest)), bit 6: fp16 codebook, bit 7: the
               codebook delta-coded
-          varint u, then the u centroids in increasing order (u = 0: the tensor is all zeros):
-              as fp16 or fp32 values, or delta-coded — their bit patterns mapped to increasing
-              integers (sign-magnitude to two's complement), the first in 16/32 bits plus 2^15
-              or 2^31, an exp-Golomb order k in 5 bits, then each step − 1 in EG-k, padded to a
-              byte
+          varint u, then the u centroids in increasing order (u = 0: the tensor is all zeros),
+              raw fp16/fp32 or delta-coded (`slimkit.share.codebook`)
           gap stream (g > 0; alphabet 2^g implied; 0 = escape, r + 1 = an entry after r zeros),
           cluster-index stream (alphabet u, count the gap stream's entries or every entry, both
           implied). A stream (`coding.encode_stream`) is a coder byte, the varint counts it
@@ -60,7 +57,7 @@ from torch.nn.utils import parametrize
 from slimkit.arch import check_arch, describe, rebuild
 from slimkit.errors import ConfigError, SlimkitError, WeightsError
 from slimkit.files import atomic_write
-from slimkit.share.bitio import BitReader, BitWriter, eg_bits
+from slimkit.share.codebook import pack_codebook, raw_codebook, read_codebook
 from slimkit.share.coding import (
     CODERS,
     CodingError,
@@ -169,57 +166,6 @@ def _best_gaps(
     return best
 
 
-def _raw(centroids: np.ndarray, half: bool) -> bytes:
-    return centroids.astype("<f2" if half else "<f4").tobytes()
-
-
-def _pack_codebook(centroids: np.ndarray, half: bool) -> tuple[bytes, bool]:
-    """(bytes, delta-coded) of increasing centroids: delta-coded (see the layout above) when
-    that is smaller than the raw fp16/fp32 values."""
-    raw = _raw(centroids, half)
-    bits = 16 if half else 32
-    sign = 1 << (bits - 1)
-    pattern = np.frombuffer(raw, "<u2" if half else "<u4").astype(np.int64)
-    rising = np.where(pattern & sign, -(pattern & (sign - 1)) - 1, pattern)
-    steps = np.diff(rising) - 1
-    if len(rising) < 2 or int(steps.min()) < 0:  # NaNs break the order: keep the raw values
-        return raw, False
-    k = min(range(bits), key=lambda k: eg_bits(steps, k))
-    w = BitWriter()
-    w.write(int(rising[0]) + sign, bits)
-    w.write(k, 5)
-    for step in steps.tolist():
-        w.exp_golomb(step, k)
-    coded = w.to_bytes()
-    return (coded, True) if len(coded) < len(raw) else (raw, False)
-
-
-def _read_codebook(
-    payload: memoryview, offset: int, u: int, half: bool, delta: bool, what: str
-) -> tuple[np.ndarray, int]:
-    """(centroids as fp32, offset after them)."""
-    if not delta:
-        end = offset + u * (2 if half else 4)
-        if end > len(payload):
-            raise SlimFileError(f"{what}: its codebook is cut short")
-        return np.frombuffer(payload[offset:end], "<f2" if half else "<f4").astype(np.float32), end
-    bits = 16 if half else 32
-    sign = 1 << (bits - 1)
-    r = BitReader(payload, offset)
-    rising = [r.read(bits) - sign]
-    k = r.read(5)
-    if k >= bits:
-        raise SlimFileError(f"{what}: its codebook has exp-Golomb order {k}: damaged")
-    for _ in range(u - 1):
-        rising.append(rising[-1] + r.exp_golomb(k) + 1)
-    if rising[-1] >= sign:
-        raise SlimFileError(f"{what}: its codebook runs past the largest float: damaged")
-    values = np.array(rising, dtype=np.int64)
-    pattern = np.where(values < 0, (-values - 1) | sign, values)
-    book = pattern.astype("<u2" if half else "<u4").view("<f2" if half else "<f4")
-    return book.astype(np.float32), r.end()
-
-
 def _encode_shared(key: str, shared: SharedWeight, value: Tensor, coders: tuple[str, ...]):
     """The S-section payload of one shared tensor, and its report."""
     shape = tuple(value.shape)
@@ -245,9 +191,9 @@ def _encode_shared(key: str, shared: SharedWeight, value: Tensor, coders: tuple[
     half = bool(np.array_equal(as_half.view(np.int32), used_bits))
     # With fixed width only (no coding at all, Han et al.'s eq. 1), the codebook stays raw too.
     book, delta = (
-        _pack_codebook(centroids, half)
+        pack_codebook(centroids, half)
         if set(coders) - {"fixed"}
-        else (_raw(centroids, half), False)
+        else (raw_codebook(centroids, half), False)
     )
     payload = bytearray()
     gaps_info = None
@@ -532,7 +478,7 @@ def _decode_shared(
     if flags & _DELTA and u < 2:
         raise SlimFileError(f"{where}: {key!r} has a delta-coded codebook of {u} centroids")
     delta = bool(flags & _DELTA)
-    book, offset = _read_codebook(payload, start, u, half, delta, f"{where}: {key!r}")
+    book, offset = read_codebook(payload, start, u, half, delta)
     book_bytes = offset - start
     flat = np.zeros(numel, dtype=np.float32)
     gaps = index = None
