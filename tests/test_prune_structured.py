@@ -482,6 +482,17 @@ def test_bad_prune_input_is_a_one_line_error(model, config, match):
     assert "\n" not in str(err.value)
 
 
+def test_keeping_an_unprunable_layer_whole_is_no_error():
+    """Ratio 0 ("leave it alone", the CLI's --keep) on a layer that feeds the output holds
+    already: same result as not naming it; any other ratio there stays an error (above)."""
+    model = Chain()
+    x = example(model)
+    plain = prune_channels(model, ChannelPruning(0.5), x)
+    kept = prune_channels(model, ChannelPruning(0.5, layer_ratios={"fc": 0.0}), x)
+    pairs = zip(plain.state_dict().values(), kept.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
 def test_custom_importance_decides_what_goes():
     model = synthetic("chain")
     x = example(model)

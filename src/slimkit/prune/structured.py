@@ -230,6 +230,8 @@ def _group_ratios(graph: ChannelGraph, config: ChannelPruning) -> list[float | N
                 f"have; valid: {', '.join(valid[:40])}{' …' if len(valid) > 40 else ''}"
             )
         if name not in owners:
+            if ratio == 0:  # "leave it whole" holds already: nothing to check or do
+                continue
             raise ConfigError(
                 f"layer_ratios names {name!r}, whose output channels cannot be pruned (they "
                 "reach the model output, an excluded layer or an op slimkit cannot map)"
