@@ -34,12 +34,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines import DATA, RESULTS, ROOT, machine
 from slimkit.data import cache_dir, load
-from slimkit.distill import distill
+from slimkit.distill import distill, soft_targets
 from slimkit.files import atomic_write_text
 from slimkit.measure import measure
 from slimkit.nn import create
@@ -98,7 +97,7 @@ class Ensemble(nn.Module):
         self.input_shape, self.num_classes = members[0].input_shape, members[0].num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([F.softmax(m(x), dim=1) for m in self.members]).mean(0).log()
+        return soft_targets(list(self.members), x, temperature=1.0).log()
 
 
 def record(name: str, model: nn.Module, data, cfg: TrainConfig | None, seconds: float) -> dict:

@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
         "small_bn_scales": small_gammas(dense),
         "from_cached": args.from_cached,
         "from_file": str(args.from_file) if args.from_file else None,
-        "config": {**asdict(config), "ratio": ratio},
+        "config": None if args.from_file else {**asdict(config), "ratio": ratio},
         "target_macs": args.target_macs,
         "distill_alpha": args.distill,
         "dense_top1": round(dense_eval.top1, 2),

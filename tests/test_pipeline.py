@@ -16,16 +16,9 @@ from slimkit.pipeline import load_recipe, parse_recipe, run_recipe
 from slimkit.pipeline import runner as runner_module
 from slimkit.pipeline.report import write_report
 from slimkit.prune import load_sparse
+from small_pipeline import SMALL, small_inputs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-
-# Small settings: a few hundred training images and short schedules keep each run in seconds.
-SMALL = """
-steps:
-  - prune: {method: magnitude, sparsity: 0.8, scope: global, epochs: 1, lr: 0.002,
-            optimizer: adam, distill_alpha: 0.5}
-  - quantize: {scheme: int8, runtime: onnxruntime, samples: 64}
-"""
 
 
 def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
@@ -36,18 +29,7 @@ def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
 
 @pytest.fixture(autouse=True)
 def small_data(monkeypatch):
-    """Train on 512 embedded digits, measure on 500: the pipeline logic, not the accuracy."""
-    real = runner_module.resolve_inputs
-
-    def small(recipe):
-        inputs = real(recipe)
-        data = inputs.data
-        inputs.data = type(data)(
-            data.train.subset(torch.arange(512)), data.test.subset(torch.arange(500)), data.name
-        )
-        return inputs
-
-    monkeypatch.setattr(runner_module, "resolve_inputs", small)
+    monkeypatch.setattr(runner_module, "resolve_inputs", small_inputs(runner_module.resolve_inputs))
 
 
 def run(recipe, out, **kw):

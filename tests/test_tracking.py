@@ -5,35 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
 from slimkit.cli import main
 from slimkit.pipeline import runner as runner_module
-
-# The pipeline tests' small recipe: pruning with distillation, then int8 for ONNX Runtime.
-SMALL = """
-steps:
-  - prune: {method: magnitude, sparsity: 0.8, scope: global, epochs: 1, lr: 0.002,
-            optimizer: adam, distill_alpha: 0.5}
-  - quantize: {scheme: int8, runtime: onnxruntime, samples: 64}
-"""
-
-
-def small_inputs(real):
-    """Train on 512 embedded digits, measure on 500: the logging, not the accuracy."""
-
-    def small(recipe):
-        inputs = real(recipe)
-        data = inputs.data
-        inputs.data = type(data)(
-            data.train.subset(torch.arange(512)), data.test.subset(torch.arange(500)), data.name
-        )
-        return inputs
-
-    return small
+from small_pipeline import SMALL, small_inputs
 
 
 @pytest.fixture(scope="module")
