@@ -232,6 +232,7 @@ from slimkit.search import evaluate as ev
 storage, study, trials, delay, out = sys.argv[1:6]
 plain = ev.Evaluator.evaluate
 def slow(self, policy):  # long enough trials to be killed in the middle of one
+    open(out + "-inside", "w").close()  # tells the test a trial has just begun
     time.sleep(float(delay))
     return plain(self, policy)
 ev.Evaluator.evaluate = slow
@@ -257,21 +258,24 @@ def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def _kill_mid_trial(proc: subprocess.Popen, storage: str, after: int, timeout: float = 120):
-    """SIGKILL `proc` once `after` trials are complete and one of its trials is running."""
+    """SIGKILL `proc` at the start of one of its trials, once `after` trials are complete.
+
+    Watching the study for a running trial races with that trial's end; the worker instead
+    marks the start of each evaluation (OUT-inside), and the kill follows within milliseconds,
+    far inside the trial's delay."""
+    marker = Path(proc.args[-1] + "-inside")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            trials = _trials(storage)
+            done = sum(t.state == TrialState.COMPLETE for t in _trials(storage))
         except Exception:  # the study does not exist yet
-            trials = []
-        done = sum(t.state == TrialState.COMPLETE for t in trials)
-        mine = [
-            t
-            for t in trials
-            if t.state == TrialState.RUNNING
-            and str(t.user_attrs.get("worker", "")).endswith(f":{proc.pid}")
-        ]
-        if done >= after and mine:
+            done = 0
+        if done >= after:
+            marker.unlink(missing_ok=True)  # wait for the next trial to begin
+            while not marker.exists():
+                assert proc.poll() is None, "the worker ended before it could be killed"
+                assert time.monotonic() < deadline, "the worker started no further trial"
+                time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return done
