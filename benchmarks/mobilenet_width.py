@@ -2,12 +2,14 @@
 `slimkit.sweep`: accuracy, parameters, MACs (checked against α²), batch-1 latency, NetScore.
 
     python benchmarks/mobilenet_width.py              # 1 epoch per α: the shared-CPU budget
-    python benchmarks/mobilenet_width.py --epochs 10
+    python benchmarks/mobilenet_width.py --epochs 10 --augment crop_flip
     python benchmarks/mobilenet_width.py --latency-only   # re-time the four nets, add to record
+    python benchmarks/mobilenet_width.py --epochs 10 --latency-only      # ... of that record
 
 Every α trains from scratch with the same schedule (SGD + Nesterov, lr 0.1, cosine, batch 128,
-1 thread); latency is timed for all four in interleaved rounds, 1 thread, batch 1. The 32×32
-input uses MobileNetV1's CIFAR adaptation (stride-1 stem, see slimkit.nn.mobilenet).
+1 thread, optionally random crop + flip); latency is timed for all four in interleaved rounds,
+1 thread, batch 1. The 32×32 input uses MobileNetV1's CIFAR adaptation (stride-1 stem, see
+slimkit.nn.mobilenet).
 `--latency-only` re-times fresh nets of the same shapes (fp32 time does not depend on the weight
 values) at normal priority, for when training ran niced beside other jobs: a niced process
 timed on a busy machine mostly measures its waits for the CPU.
@@ -15,7 +17,8 @@ Reference: Howard et al. 2017, Table 6 (ImageNet, 224²): α 1 / 0.75 / 0.5 / 0.
 569 / 325 / 149 / 41 M MACs, 4.2 / 2.6 / 1.3 / 0.5 M parameters, 70.6 / 68.4 / 63.7 / 50.6%
 top-1. MACs scale about as α² because the 1×1 convs, which hold nearly all of them, scale as
 α²; the depthwise convs and the stem scale as α, so small α sits slightly above α².
-Result: benchmarks/results/mobilenet-width-cifar10.json (and the sweep's page, .html).
+Result: benchmarks/results/mobilenet-width-cifar10[-<E>ep].json (and the sweep's page, .html);
+runs of more than one epoch name their epoch count.
 """
 
 from __future__ import annotations
@@ -66,15 +69,19 @@ def retime(path: Path, rounds: int = 40) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--augment", choices=["none", "crop_flip"], default="none")
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    name = "mobilenet-width-cifar10" + (f"-{args.epochs}ep" if args.epochs > 1 else "")
     if args.latency_only:
-        retime(RESULTS / "mobilenet-width-cifar10.json")
+        retime(RESULTS / f"{name}.json")
         return
     data = load(args.shared / "data" / DATA["cifar10"])
-    train = TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, weight_decay=5e-4)
+    train = TrainConfig(
+        epochs=args.epochs, batch_size=128, lr=0.1, weight_decay=5e-4, augment=args.augment
+    )  # fmt: skip
     config = SweepConfig("mobilenet_v1", tuple(PAPER), (1.0,), train, latency_rounds=20)
     start = time.perf_counter()
     result = sweep(config, data)
@@ -83,6 +90,7 @@ def main() -> None:
     record = {
         "benchmark": "MobileNetV1 width multiplier on CIFAR-10 JPEG",
         "epochs_per_point": args.epochs,
+        "augment": args.augment,
         "wall_time_s": round(wall, 1),
         "threads": 1,
         "machine": machine(),
@@ -101,8 +109,8 @@ def main() -> None:
         },
         **result.to_dict(),
     }
-    atomic_write_text(RESULTS / "mobilenet-width-cifar10.json", json.dumps(record, indent=1))
-    atomic_write_text(RESULTS / "mobilenet-width-cifar10.html", render_html(result))
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1))
+    atomic_write_text(RESULTS / f"{name}.html", render_html(result))
     print(format_table(result))
     for p in result.points:
         print(f"α {p.width:g}: MACs {p.macs / full.macs:.3f}× of α=1 (α² = {p.width**2:.4f})")

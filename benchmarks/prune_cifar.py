@@ -21,13 +21,14 @@ at 1 thread, in interleaved rounds, in eager torch, ONNX Runtime fp32 and torch.
 (inductor, BN folded). --from-cached starts from the pruned model this script saved last time
 (--epochs more fine-tuning; 0 = measure only), --from-file the pruned model of another run
 (e.g. the prune step of `slimkit compress --recipe recipes/structured-distill.yaml`, measured
-here against the same unpruned model; the file is only read); --latency-only prunes and times,
-nothing else (channels-<model>-latency.json). Every stage's wall time is recorded. Time latency
-at normal priority: under `nice` on a busy machine the longer calls get preempted, inflating
-ratios.
+here against the same unpruned model; the file is only read; with --epochs N it is fine-tuned
+N epochs more and saved as <model>-from-file-<N>ep-channels.safetensors in the cache);
+--latency-only prunes and times, nothing else (channels-<model>-latency.json). Every stage's
+wall time is recorded. Time latency at normal priority: under `nice` on a busy machine the
+longer calls get preempted, inflating ratios.
 References: DepGraph ResNet-56 2.13× fewer MACs at +0.24 pt; Li et al. 27.6% fewer FLOPs at
 −0.02 pt; Network Slimming VGGNet 51% fewer FLOPs at −0.14 pt error.
-Results: benchmarks/results/channels-<model>[-slim<λ>][-cached|-from-file].json.
+Results: benchmarks/results/channels-<model>[-slim<λ>][-cached|-from-file[-<N>ep]].json.
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ def run(args: argparse.Namespace) -> dict:
     else:
         dense = load_baseline(args.model)
     example = data.test.normalized(torch.arange(1))  # (1, 3, 32, 32)
-    artifact = cache_dir() / "pruned" / f"{tag}-channels.safetensors"
+    # A file fine-tuned further is saved beside the others, not over this script's own artifact.
+    suffix = f"-from-file-{args.epochs}ep" if args.from_file else ""
+    artifact = cache_dir() / "pruned" / f"{tag}{suffix}-channels.safetensors"
 
     config = ChannelPruning(
         ratio=args.ratio,
@@ -255,7 +258,9 @@ def main() -> None:
             f"{lat['speedup_p50']}, min {lat['speedup_min']}, channels {r['channels']}"
         )
         return
-    source = "-from-file" if args.from_file else "-cached" if args.from_cached else ""
+    source = "-cached" if args.from_cached else ""
+    if args.from_file:
+        source = "-from-file" + (f"-{args.epochs}ep" if args.epochs else "")
     name = f"channels-{r['model']}{source}.json"
     atomic_write_text(RESULTS / name, json.dumps(r, indent=1))
     print(
