@@ -1,5 +1,5 @@
 """Tests for attention-head pruning: HeadAttention / split_attention (slimkit.nn.transformer) and
-the scaled-dot-product-attention rule of slimkit.graph_rules.
+the scaled-dot-product-attention rule of slimkit.graph.op_rules.
 
 split_attention must reproduce nn.MultiheadAttention; pruning must remove whole heads (a head's
 q/k/v rows and out_proj columns) and nothing else, exactly: the pruned model equals the unpruned
