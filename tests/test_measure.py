@@ -105,6 +105,24 @@ def test_training_macs_leave_model_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_training_macs_of_a_model_with_nothing_to_train_are_its_forward():
+    """Frozen weights, or a forward under no_grad (a teacher ensemble): no backward to count."""
+    frozen = nn.Sequential(nn.Linear(4, 3)).requires_grad_(False)
+
+    class NoGrad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.fc(x)
+
+    for model in (frozen, NoGrad()):
+        x = torch.randn(2, 4)
+        assert macs_of(model, x, training=True) == macs_of(model, x) == 2 * 4 * 3
+
+
 def test_measure_counts_training_macs_per_sample_with_batchnorm_on_1x1_maps():
     """Train-mode BN cannot normalize one value per channel; the count must still work and be
     per sample: forward, grad-input + grad-weight of the last conv, grad-weight of the first."""

@@ -115,7 +115,8 @@ def count_macs(model: nn.Module, example: torch.Tensor, *, training: bool = Fals
     """Count the MACs of running `model` on `example` (a batch).
 
     With `training=True` the count covers forward + backward of a summed output on a copy of the
-    model in train mode (the user's model is never touched: BN statistics stay as they were).
+    model in train mode (the user's model is never touched: BN statistics stay as they were); a
+    model with nothing to train counts its forward only.
     """
     if training:
         model = copy.deepcopy(model).train()
@@ -127,8 +128,11 @@ def count_macs(model: nn.Module, example: torch.Tensor, *, training: bool = Fals
             stack.enter_context(_record_outputs(model, outputs))
         if training:
             with counter:
-                out = model(example)
-                first_tensor(out).float().sum().backward()
+                loss = first_tensor(model(example)).float().sum()
+                # Nothing trainable (frozen weights, or a forward under no_grad such as a teacher
+                # ensemble's): no backward pass, so training costs the forward alone.
+                if loss.requires_grad:
+                    loss.backward()
         else:
             with torch.no_grad(), counter:
                 model(example)
