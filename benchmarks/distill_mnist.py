@@ -138,6 +138,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--student-augment", choices=["none", "shift"], default="none")
     parser.add_argument(
+        "--student-seed", type=int, default=0, help="the students' initialization and batch order"
+    )  # fmt: skip
+    parser.add_argument(
         "--students", choices=["all", "distilled"], default="all",
         help="distilled: skip the hard-label references (e.g. a longer distillation only)",
     )  # fmt: skip
@@ -167,21 +170,22 @@ def main() -> None:
     # At T = 20 the soft term is close to regressing the teacher's logits (Hinton §2.1), which
     # diverges at the hard-label student's lr 0.05 (measured: NaN in the first epoch), so 0.02.
     aug = args.student_augment
-    hard = TrainConfig(epochs=args.student_epochs, lr=0.05, weight_decay=0.0)
+    seed = args.student_seed
+    hard = TrainConfig(epochs=args.student_epochs, lr=0.05, weight_decay=0.0, seed=seed)
     configs = {
         "student_hard": hard,
         "student_distilled": TrainConfig(
-            epochs=args.student_epochs, lr=0.02, weight_decay=0.0, augment=aug
+            epochs=args.student_epochs, lr=0.02, weight_decay=0.0, augment=aug, seed=seed
         ),
     }
     if aug != "none":  # the same jitter without the teachers: what the augmentation alone buys
         configs["student_hard_" + aug] = TrainConfig(
-            epochs=args.student_epochs, lr=0.05, weight_decay=0.0, augment=aug
+            epochs=args.student_epochs, lr=0.05, weight_decay=0.0, augment=aug, seed=seed
         )
     if args.students == "distilled":
         configs = {"student_distilled": configs["student_distilled"]}
     for name, student_cfg in configs.items():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         student = create("mlp", hidden=(800, 800))
         if name.startswith("student_hard"):
             history = fit(student, data.train, student_cfg, progress=sys.stderr.isatty())
@@ -204,6 +208,7 @@ def main() -> None:
         if args.teacher_restart
         else None,
         "student_augment": aug,
+        "student_seed": seed,
         "target_met": runs["student_distilled"]["errors"] <= PAPER_ERRORS["student_distilled"],
         "wall_time_s": round(time.perf_counter() - start, 1),
         "threads_training": torch.get_num_threads(),
@@ -213,12 +218,14 @@ def main() -> None:
     }
     # Runs beyond the paper's setup name their student epochs; the default run keeps its name.
     beyond = args.teachers > 1 or args.teacher_restart or aug != "none" or args.students != "all"
+    beyond = beyond or bool(seed)
     suffix = "".join([
         f"-restart{args.teacher_restart}" if args.teacher_restart else "",
         f"-{args.teachers}teachers" if args.teachers > 1 else "",
         f"-{aug}" if aug != "none" else "",
         f"-{args.student_epochs}ep" if beyond else "",
         "-distilled-only" if args.students == "distilled" else "",
+        f"-student-seed{seed}" if seed else "",
     ])  # fmt: skip
     atomic_write_text(RESULTS / f"distill-mnist{suffix}.json", json.dumps(result, indent=1))
     for name, r in runs.items():
