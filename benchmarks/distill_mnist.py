@@ -6,6 +6,8 @@ trained on hard labels, with a 2×1200 dropout + jitter teacher.
     python benchmarks/distill_mnist.py --teachers 3 --student-augment shift --student-epochs 40
     python benchmarks/distill_mnist.py --teachers 3 --student-augment shift --student-epochs 80 \
         --students distilled
+    python benchmarks/distill_mnist.py --teachers 3 --teacher-restart 50 --student-augment shift \
+        --student-epochs 40 --students distilled [--student-seed 1]
 
 Paper (test errors of 10,000): teacher 784-1200-1200-10, dropout, weight constraints, inputs
 jittered by up to 2 pixels: 67; student 784-800-800-10, no regularization: 146; the same student
@@ -19,9 +21,12 @@ average of their softened distributions), and --student-augment shift jitters th
 student's transfer set too — the teachers label the same shifted images, so the student matches
 them on more inputs ("consistent teaching", Beyer et al. 2022); a hard-label student with the
 same jitter is then trained as well, to separate what the jitter buys from what the teachers do.
+--teacher-restart E trains each cached teacher E epochs more from where it ended (lr 0.02
+cosine: a warm restart); --student-seed repeats the students from another initialization.
 The teachers' weights are cached under <cache>/distill-mnist/ (a rerun with the same config
 reuses them; checkpoints resume an interrupted run).
-Result: benchmarks/results/distill-mnist[-<N>teachers][-shift-<E>ep][-distilled-only].json.
+Result: benchmarks/results/distill-mnist[-restart<E>][-<N>teachers][-shift][-<E>ep][-distilled-only]
+[-student-seed<S>].json.
 """
 
 from __future__ import annotations
