@@ -200,6 +200,9 @@ def main() -> None:
                 alpha=args.alpha, progress=sys.stderr.isatty(),
             )  # fmt: skip
         runs[name] = record(name, student, data, student_cfg, history.train_time_s)
+        runs[name]["epochs"] = [  # the training loss per epoch: shows a run that went astray
+            {"loss": round(e.loss, 5), "train_top1": round(e.train_top1, 3)} for e in history.epochs
+        ]
     result = {
         "benchmark": "Hinton et al. 2015 MNIST distillation",
         "test_images": len(data.test),
