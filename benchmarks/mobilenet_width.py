@@ -56,7 +56,7 @@ def retime(path: Path, rounds: int = 40) -> None:
     stats = interleaved_latency(runs, threads=1, rounds=rounds, calls=20)
     # Each run appends: on a shared machine the spread between runs is part of the result.
     record.setdefault("latency_retimed", []).append({
-        "why": "the sweep ran at nice 19 on a loaded machine; re-timed at normal priority",
+        "why": "re-timed at normal priority: the sweep's own timing ran beside other jobs",
         "rounds": rounds,
         "calls_per_round": 20,
         "p50_ms": {k: round(s.p50_ms, 4) for k, s in stats.items()},
