@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--teachers", type=int, default=1, help="ensemble size (seeds 0…N−1)")
     parser.add_argument(
         "--teacher-restart", type=int, default=0, metavar="E",
-        help="train each teacher E epochs more (warm restart, lr 0.02 cosine)",
+        help=f"train each teacher E epochs more (warm restart, lr {TEACHER_RESTART_LR} cosine)",
     )  # fmt: skip
     parser.add_argument("--student-augment", choices=["none", "shift"], default="none")
     parser.add_argument(
@@ -225,8 +225,9 @@ def main() -> None:
         **runs,
     }
     # Runs beyond the paper's setup name their student epochs; the default run keeps its name.
-    beyond = args.teachers > 1 or args.teacher_restart or aug != "none" or args.students != "all"
-    beyond = beyond or bool(seed)
+    beyond = (
+        args.teachers > 1 or args.teacher_restart or aug != "none" or args.students != "all" or seed
+    )
     suffix = "".join([
         f"-restart{args.teacher_restart}" if args.teacher_restart else "",
         f"-{args.teachers}teachers" if args.teachers > 1 else "",
