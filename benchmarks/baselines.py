@@ -87,6 +87,21 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def training_device(name: str) -> torch.device:
+    """The device to train on, from a --device option; exits with one line if it is absent."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise SystemExit(f"--device {name}: not usable here ({str(e).splitlines()[0]})") from None
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """What trained a model, for its record: the GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
+
+
 def baseline_path(model: str) -> Path:
     return cache_dir() / "baselines" / f"{model}.safetensors"
 

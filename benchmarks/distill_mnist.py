@@ -23,10 +23,15 @@ them on more inputs ("consistent teaching", Beyer et al. 2022); a hard-label stu
 same jitter is then trained as well, to separate what the jitter buys from what the teachers do.
 --teacher-restart E trains each cached teacher E epochs more from where it ended (lr 0.02
 cosine: a warm restart); --student-seed repeats the students from another initialization.
+--teacher-dropout / --input-dropout set the teachers' rates (the paper's: 0.5 / 0.2), --device
+trains on a GPU (records and measurements stay on the CPU), and --only-teacher S trains one
+teacher and stops, so that several train in parallel before the students run:
+    for s in 0 1 2; do python benchmarks/distill_mnist.py --only-teacher $s \
+        --teacher-dropout 0.5 --input-dropout 0.2 --teacher-epochs 150 --device cuda & done; wait
 The teachers' weights are cached under <cache>/distill-mnist/ (a rerun with the same config
 reuses them; checkpoints resume an interrupted run).
-Result: benchmarks/results/distill-mnist[-restart<E>][-<N>teachers][-shift][-<E>ep][-distilled-only]
-[-student-seed<S>].json.
+Result: benchmarks/results/distill-mnist[-drop<H>-in<I>][-t<E>ep][-restart<E>][-<N>teachers][-shift]
+[-<E>ep][-distilled-only][-student-seed<S>].json.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from baselines import DATA, RESULTS, ROOT, machine
+from baselines import DATA, RESULTS, ROOT, device_name, machine, training_device
 from slimkit.data import cache_dir, load
 from slimkit.distill import distill, soft_targets
 from slimkit.files import atomic_write_text
@@ -52,7 +57,6 @@ from slimkit.weights import load_weights, read_safetensors, save_weights
 
 PAPER_ERRORS = {"teacher": 67, "student_hard": 146, "student_distilled": 74}
 TEMPERATURE = 20.0
-TEACHER_DROPOUT = 0.2  # hidden units; no input dropout
 MAX_NORM = 3.5  # max L2 norm of a unit's incoming weights (Srivastava et al. 2014 use 3–4)
 TEACHER_RESTART_LR = 0.02
 
@@ -77,31 +81,37 @@ def errors(model: nn.Module, data) -> int:
 
 
 def train_teacher(
-    data, cfg: TrainConfig, restart: TrainConfig | None = None
+    data,
+    cfg: TrainConfig,
+    dropout: tuple[float, float],
+    device: torch.device,
+    restart: TrainConfig | None = None,
 ) -> tuple[nn.Module, float]:
-    """A 2×1200 teacher (seed cfg.seed), from the cache when this config was trained before.
-    With `restart`, the cfg teacher is trained further with that schedule (a warm restart,
-    Loshchilov & Hutter 2017); the time returned covers both runs."""
+    """A 2×1200 teacher (seed cfg.seed; dropout = (hidden, input) rates) trained on `device`,
+    from the cache when this config was trained before; returned on the CPU. With `restart`,
+    the cfg teacher is trained further with that schedule (a warm restart, Loshchilov & Hutter
+    2017); the time returned covers both runs."""
     torch.manual_seed(cfg.seed)
-    teacher = create("mlp", hidden=(1200, 1200), dropout=TEACHER_DROPOUT)
+    teacher = create("mlp", hidden=(1200, 1200), dropout=dropout[0], input_dropout=dropout[1])
     seed = f"-seed{cfg.seed}" if cfg.seed else ""
     then = f"+lr{restart.lr:g}-{restart.epochs}ep" if restart else ""
-    name = f"teacher-drop{TEACHER_DROPOUT}-lr{cfg.lr:g}-{cfg.epochs}ep{then}{seed}.safetensors"
+    rates = f"drop{dropout[0]}" + (f"-in{dropout[1]}" if dropout[1] else "")
+    name = f"teacher-{rates}-lr{cfg.lr:g}-{cfg.epochs}ep{then}{seed}.safetensors"
     weights = cache_dir() / "distill-mnist" / name
     if weights.exists():
         seconds = float(read_safetensors(weights)[1]["train_time_s"])
         return load_weights(teacher, weights).eval(), seconds
     seconds = 0.0
     if restart is not None:
-        first, seconds = train_teacher(data, cfg)
+        first, seconds = train_teacher(data, cfg, dropout, device)
         teacher.load_state_dict(first.state_dict())
         cfg = restart
     history = fit(
-        teacher.train(), data.train, cfg, after_step=max_norm,
+        teacher.to(device).train(), data.train, cfg, after_step=max_norm,
         checkpoint=weights.with_suffix(".ckpt"), progress=sys.stderr.isatty(),
     )  # fmt: skip
     seconds += history.train_time_s
-    save_weights(teacher, weights, {"train_time_s": str(seconds)})
+    save_weights(teacher.cpu(), weights, {"train_time_s": str(seconds)})
     return teacher.eval(), seconds
 
 
@@ -149,20 +159,34 @@ def main() -> None:
         "--students", choices=["all", "distilled"], default="all",
         help="distilled: skip the hard-label references (e.g. a longer distillation only)",
     )  # fmt: skip
+    parser.add_argument("--teacher-dropout", type=float, default=0.2, help="on hidden units")
+    parser.add_argument("--input-dropout", type=float, default=0.0, help="teachers' input pixels")
+    parser.add_argument(
+        "--only-teacher", type=int, metavar="SEED",
+        help="train (or load) the teacher of this seed, print its errors and stop: teachers of "
+        "several seeds can train in parallel processes before the students run",
+    )  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="train on this device (e.g. cuda)")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = training_device(args.device)
+    dropout = (args.teacher_dropout, args.input_dropout)
     data = load(args.shared / "data" / DATA["mnist"])
     start = time.perf_counter()
     runs, teachers = {}, []
-    for seed in range(args.teachers):
+    seeds = range(args.teachers) if args.only_teacher is None else [args.only_teacher]
+    for seed in seeds:
         cfg = TrainConfig(
             epochs=args.teacher_epochs, lr=0.05, weight_decay=0.0, augment="shift", seed=seed
         )  # fmt: skip
         restart = None
         if args.teacher_restart:
             restart = replace(cfg, epochs=args.teacher_restart, lr=TEACHER_RESTART_LR)
-        teacher, seconds = train_teacher(data, cfg, restart)
+        teacher, seconds = train_teacher(data, cfg, dropout, device, restart)
+        if args.only_teacher is not None:
+            print(f"teacher seed {seed}: {errors(teacher, data.test)} test errors, {seconds:.0f} s")
+            return
         teachers.append(teacher)
         runs["teacher" if seed == 0 else f"teacher_seed{seed}"] = record(
             "teacher", teacher, data, cfg, seconds
@@ -191,14 +215,16 @@ def main() -> None:
         configs = {"student_distilled": configs["student_distilled"]}
     for name, student_cfg in configs.items():
         torch.manual_seed(seed)
-        student = create("mlp", hidden=(800, 800))
+        student = create("mlp", hidden=(800, 800)).to(device)
         if name.startswith("student_hard"):
             history = fit(student, data.train, student_cfg, progress=sys.stderr.isatty())
         else:
             history = distill(
-                student, teachers, data.train, student_cfg, temperature=TEMPERATURE,
-                alpha=args.alpha, progress=sys.stderr.isatty(),
+                student, [t.to(device) for t in teachers], data.train, student_cfg,
+                temperature=TEMPERATURE, alpha=args.alpha, progress=sys.stderr.isatty(),
             )  # fmt: skip
+            teachers = [t.cpu() for t in teachers]
+        student.cpu()
         runs[name] = record(name, student, data, student_cfg, history.train_time_s)
         runs[name]["epochs"] = [  # the training loss per epoch: shows a run that went astray
             {"loss": round(e.loss, 5), "train_top1": round(e.train_top1, 3)} for e in history.epochs
@@ -209,7 +235,8 @@ def main() -> None:
         "temperature": TEMPERATURE,
         "distill_alpha": args.alpha,
         "max_norm": MAX_NORM,
-        "teacher_dropout_hidden": TEACHER_DROPOUT,
+        "teacher_dropout_hidden": args.teacher_dropout,
+        "teacher_dropout_input": args.input_dropout,
         "jitter_pixels": 2,
         "teachers": args.teachers,
         "teacher_restart": {"epochs": args.teacher_restart, "lr": TEACHER_RESTART_LR}
@@ -220,15 +247,22 @@ def main() -> None:
         "target_met": runs["student_distilled"]["errors"] <= PAPER_ERRORS["student_distilled"],
         "wall_time_s": round(time.perf_counter() - start, 1),
         "threads_training": torch.get_num_threads(),
+        "device": device_name(device),
         "machine": machine(),
         "torch": torch.__version__,
         **runs,
     }
     # Runs beyond the paper's setup name their student epochs; the default run keeps its name.
+    teacher_recipe = "".join([
+        f"-drop{args.teacher_dropout:g}-in{args.input_dropout:g}" if dropout != (0.2, 0.0) else "",
+        f"-t{args.teacher_epochs}ep" if args.teacher_epochs != 50 else "",
+    ])  # fmt: skip
     beyond = (
         args.teachers > 1 or args.teacher_restart or aug != "none" or args.students != "all" or seed
-    )
+        or teacher_recipe
+    )  # fmt: skip
     suffix = "".join([
+        teacher_recipe,
         f"-restart{args.teacher_restart}" if args.teacher_restart else "",
         f"-{args.teachers}teachers" if args.teachers > 1 else "",
         f"-{aug}" if aug != "none" else "",

@@ -23,6 +23,10 @@ at 1 thread, in interleaved rounds, in eager torch, ONNX Runtime fp32 and torch.
 (e.g. the prune step of `slimkit compress --recipe recipes/structured-distill.yaml`, measured
 here against the same unpruned model; the file is only read; with --epochs N it is fine-tuned
 N epochs more and saved as <model>-from-file-<N>ep-channels.safetensors in the cache);
+A fine-tune of a file keeps a checkpoint in the cache until it ends, so an interrupted run resumes
+(also on another device). --device cuda fine-tunes on the GPU, saves the model and stops
+(channels-…-cuda-train.json: the per-epoch accuracy); measure it on the CPU with --from-file.
+--record NAME names the result file.
 --latency-only prunes and times, nothing else (channels-<model>-latency.json). Every stage's
 wall time is recorded. Time latency at normal priority: under `nice` on a busy machine the
 longer calls get preempted, inflating ratios.
@@ -34,6 +38,7 @@ Results: benchmarks/results/channels-<model>[-slim<λ>][-cached|-from-file[-<N>e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -44,7 +49,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from baselines import DATA, RESULTS, ROOT, load_baseline, machine
+from baselines import (
+    DATA,
+    RESULTS,
+    ROOT,
+    device_name,
+    load_baseline,
+    machine,
+    training_device,
+)
 from slimkit.compiled import CompiledModel
 from slimkit.data import ArrayDataset, cache_dir, load
 from slimkit.distill import distill
@@ -170,22 +183,46 @@ def run(args: argparse.Namespace) -> dict:
             "latency": runtime_latency(dense, pruned, example),
             "machine": machine(),
         }
+    device = training_device(args.device)
+    dense, pruned = dense.to(device), pruned.to(device)
     dense_eval = evaluate(dense, data.test)
     before_ft = evaluate(pruned, data.test)
-    cfg = None
+    cfg = history = ckpt = None
     if args.epochs > 0:
         cfg = TrainConfig(
             epochs=args.epochs, lr=args.lr, weight_decay=5e-4, augment="crop_flip"
         )  # fmt: skip
+        # A fine-tune of a file resumes from its checkpoint, named by the file's content.
+        if args.from_file:
+            digest = hashlib.sha256(args.from_file.read_bytes()).hexdigest()[:12]
+            ckpt = artifact.with_name(f"{artifact.stem}-{digest}.ckpt")
         if args.distill > 0:
-            history = distill(pruned, dense, data.train, cfg, alpha=args.distill, val=data.test)
+            history = distill(
+                pruned, dense, data.train, cfg, alpha=args.distill, val=data.test, checkpoint=ckpt
+            )  # fmt: skip
         else:
-            history = fit(pruned, data.train, cfg, val=data.test)
+            history = fit(pruned, data.train, cfg, val=data.test, checkpoint=ckpt)
         timings["finetune_s"] = history.train_time_s
+    dense, pruned = dense.cpu().eval(), pruned.cpu().eval()
     if args.from_file and args.epochs == 0:
         artifact = args.from_file  # measured as it is
     elif not args.from_cached or args.epochs > 0:
         save_pruned(pruned, artifact, arch=arch)
+    if ckpt is not None:
+        ckpt.unlink()  # finished and saved
+    if device.type != "cpu":  # trained elsewhere: measured on the CPU later, with --from-file
+        return {
+            "model": tag,
+            "from_file": str(args.from_file) if args.from_file else None,
+            "artifact": str(artifact),
+            "distill_alpha": args.distill,
+            "dense_top1": round(dense_eval.top1, 2),
+            "pruned_top1_before_finetune": round(before_ft.top1, 2),
+            "finetune": asdict(cfg) if cfg else None,
+            "epochs": [asdict(e) for e in history.epochs] if history else [],
+            "times_s": {k: round(v, 2) for k, v in timings.items()},
+            "device": device_name(device),
+        }
     t = time.perf_counter()
     metrics = measure(pruned, name=f"{tag} pruned", data=data.test, artifact=artifact)
     timings["measure_s"] = time.perf_counter() - t
@@ -242,17 +279,22 @@ def main() -> None:
     parser.add_argument("--from-file", type=Path, metavar="FILE", help="a pruned model to measure")
     parser.add_argument("--latency-only", action="store_true", help="prune and time; no training")
     parser.add_argument("--threads", type=int, default=1, help="training threads")
+    parser.add_argument(
+        "--device", default="cpu",
+        help="train on this device (e.g. cuda); other than cpu: save the model and stop",
+    )  # fmt: skip
+    parser.add_argument("--record", metavar="NAME", help="result file name (default from options)")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     r = run(args)
-    lat = r["latency"]
     if args.latency_only:  # one record per configuration, gathered in one file
         path = RESULTS / f"channels-{r['model']}-latency.json"
         records = json.loads(path.read_text()) if path.exists() else {}
         key = f"ratio {args.ratio} round_to {args.round_to} keep {','.join(args.keep) or '-'}"
         records[key] = r
         atomic_write_text(path, json.dumps(records, indent=1))
+        lat = r["latency"]
         print(
             f"{key}: MACs {r['mac_reduction']}x fewer, latency speed-up p50 "
             f"{lat['speedup_p50']}, min {lat['speedup_min']}, channels {r['channels']}"
@@ -261,8 +303,16 @@ def main() -> None:
     source = "-cached" if args.from_cached else ""
     if args.from_file:
         source = "-from-file" + (f"-{args.epochs}ep" if args.epochs else "")
-    name = f"channels-{r['model']}{source}.json"
-    atomic_write_text(RESULTS / name, json.dumps(r, indent=1))
+    name = args.record or f"channels-{r['model']}{source}"
+    if "latency" not in r:  # trained on another device
+        name += f"-{args.device.split(':')[0]}-train"
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(r, indent=1))
+    if "latency" not in r:
+        top1 = r["epochs"][-1]["val_top1"] if r["epochs"] else None
+        print(f"fine-tuned on {r['device']}: top-1 {top1}, saved {r['artifact']}; "
+              f"measure it with --from-file {r['artifact']} --epochs 0")  # fmt: skip
+        return
+    lat = r["latency"]
     print(
         f"{r['model']}: top-1 {r['dense_top1']} -> {r['pruned_top1']} "
         f"({r['drop_points']:+} pt drop), MACs {r['mac_reduction']}x fewer, "

@@ -92,3 +92,23 @@ def test_fitnets_hint_trains_an_adapter_then_removes_it(data):
     assert not hasattr(student, "hint_adapter") and first > 0
     with pytest.raises(ConfigError, match="has no layer 'conv9'"):
         HintLoss(student, teacher, "conv9", "conv2", example)
+
+
+def test_teacher_on_another_device_is_one_line(data):
+    train, _ = data
+    teacher, student = create("lenet5").to("meta"), create("lenet5")
+    x = train.normalized(torch.arange(2))
+    with pytest.raises(ConfigError, match="teacher 0 is on meta but the student trains on cpu"):
+        Distillation(teacher)(student, x, None, student(x))
+    with pytest.raises(ConfigError, match="move the teachers to the student's device"):
+        HintLoss(student, teacher, "conv2", "conv2", x)
+    assert not student._forward_hooks and not hasattr(student, "hint_adapter")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run on a GPU machine)")
+def test_distillation_with_hints_runs_on_cuda(data):
+    train, test = data
+    teacher, student = create("lenet5_caffe").cuda().eval(), create("lenet5").cuda()
+    distill(student, teacher, train, TrainConfig(epochs=1, lr=0.01), hint=("conv2", "conv2"),
+            val=test, progress=False)  # fmt: skip
+    assert all(p.is_cuda for p in student.parameters()) and not hasattr(student, "hint_adapter")

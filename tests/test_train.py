@@ -7,6 +7,7 @@ from torch import nn
 from slimkit.data import load_embedded
 from slimkit.errors import ConfigError, TrainingError
 from slimkit.measure import evaluate
+from slimkit.measure.common import model_device
 from slimkit.nn import create
 from slimkit.train import TrainConfig, fit, lr_factor
 
@@ -183,3 +184,26 @@ def test_lenet300_on_full_mnist_reaches_paper_range(shared_data, tmp_path, monke
     cfg = TrainConfig(epochs=3, batch_size=128, lr=0.05, weight_decay=1e-4)
     history = fit(model, data.train, cfg, val=data.test)
     assert history.epochs[-1].val_top1 > 97.5  # 30 epochs reach 98.5 (BENCHMARKS.md)
+
+
+def test_model_device_is_where_the_weights_are():
+    assert model_device(create("lenet5")) == torch.device("cpu")
+    assert model_device(create("lenet5").to("meta")) == torch.device("meta")
+    assert model_device(nn.ReLU()) == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run on a GPU machine)")
+def test_fit_and_evaluate_on_cuda_match_cpu(digits):
+    train, test = digits
+    small = train.subset(torch.arange(512))
+    cpu, gpu = create("lenet300_100"), create("lenet300_100")
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    sgd = TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=0.0)  # no Adam: it
+    fit(cpu, small, sgd)  # amplifies rounding differences in near-zero gradients
+    history = fit(gpu, small, sgd, val=test)
+    assert all(p.is_cuda for p in gpu.parameters())
+    for a, b in zip(cpu.parameters(), gpu.parameters(), strict=True):
+        torch.testing.assert_close(a, b.cpu(), atol=2e-3, rtol=1e-3)
+    assert abs(evaluate(gpu, test).top1 - evaluate(cpu, test).top1) < 0.5
+    assert history.epochs[-1].val_top1 == pytest.approx(evaluate(gpu, test).top1)

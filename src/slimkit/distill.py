@@ -20,7 +20,18 @@ from torch import nn
 
 from slimkit.data import ArrayDataset
 from slimkit.errors import ConfigError
+from slimkit.measure.common import model_device
 from slimkit.train import History, TrainConfig, fit
+
+
+def check_same_device(teachers: Sequence[nn.Module], x: torch.Tensor) -> None:
+    """One line instead of torch's device-mismatch error deep inside a teacher's forward."""
+    for i, teacher in enumerate(teachers):
+        if model_device(teacher) != x.device:
+            raise ConfigError(
+                f"teacher {i} is on {model_device(teacher)} but the student trains on {x.device}: "
+                "move the teachers to the student's device"
+            )
 
 
 def soft_targets(
@@ -63,6 +74,7 @@ class Distillation:
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
     ) -> torch.Tensor:
+        check_same_device(self.teachers, x)
         targets = soft_targets(self.teachers, x, self.temperature)
         if targets.shape != logits.shape:
             raise ConfigError(
@@ -90,6 +102,8 @@ class HintLoss:
     ) -> None:
         if not weight > 0:
             raise ConfigError(f"hint weight must be > 0, got {weight}")
+        example = example.to(model_device(student))
+        check_same_device([teacher], example)
         self.student, self.teacher, self.weight = student, teacher.eval(), weight
         self._features: dict[str, torch.Tensor] = {}
         self._handles = [
@@ -108,15 +122,17 @@ class HintLoss:
                 f"hint layers disagree: student {student_layer!r} gives {tuple(s.shape)}, teacher "
                 f"{teacher_layer!r} gives {tuple(t.shape)}; pick layers of the same kind"
             )
-        adapter = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.dim() == 4 else nn.Linear(
-            s.shape[-1], t.shape[-1]
-        )  # fmt: skip
+        if s.dim() == 4:
+            adapter = nn.Conv2d(s.shape[1], t.shape[1], 1)
+        else:
+            adapter = nn.Linear(s.shape[-1], t.shape[-1])
         self.target_size = tuple(t.shape[2:]) if s.dim() == 4 else None
-        student.add_module("hint_adapter", adapter)
+        student.add_module("hint_adapter", adapter.to(s.device))
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
     ) -> torch.Tensor:
+        check_same_device([self.teacher], x)
         with torch.no_grad():
             self.teacher(x)
         s = self.student.hint_adapter(self._features["student"])

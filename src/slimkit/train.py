@@ -24,7 +24,7 @@ from slimkit.data import ArrayDataset, batches, random_crop_flip, random_shift
 from slimkit.errors import ConfigError, TrainingError
 from slimkit.files import atomic_write
 from slimkit.measure.accuracy import evaluate
-from slimkit.measure.common import check_input
+from slimkit.measure.common import check_input, model_device
 
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -136,7 +136,8 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     progress: bool | None = None,
 ) -> History:
-    """Train `model` in place on `train`; evaluate on `val` after every epoch.
+    """Train `model` in place on `train`, on the device it is on (e.g. after `model.cuda()`);
+    evaluate on `val` after every epoch.
 
     extra_loss(model, x, y, logits) is added to the weighted cross-entropy. after_step(model)
     runs after every optimizer step. With `checkpoint`, state is saved after each epoch and a
@@ -154,6 +155,7 @@ def fit(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
     )
     augment = {"none": None, "crop_flip": random_crop_flip(), "shift": random_shift()}[cfg.augment]
+    device = model_device(model)
     history = History()
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -173,6 +175,7 @@ def fit(
             disable=None if progress is None else not progress,
         )
         for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             loss = cfg.label_loss_weight * F.cross_entropy(
                 logits, y, label_smoothing=cfg.label_smoothing

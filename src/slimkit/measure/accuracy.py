@@ -10,7 +10,7 @@ from torch import nn
 
 from slimkit.data import ArrayDataset, batches
 from slimkit.errors import ConfigError
-from slimkit.measure.common import check_input, eval_mode
+from slimkit.measure.common import check_input, eval_mode, model_device
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,17 @@ class EvalResult:
 
 
 def evaluate(model: nn.Module, data: ArrayDataset, *, batch_size: int = 500) -> EvalResult:
-    """Top-1/top-5 accuracy (%) and mean cross-entropy of `model` on `data`, in eval mode."""
+    """Top-1/top-5 accuracy (%) and mean cross-entropy of `model` on `data`, in eval mode, on
+    the device the model is on."""
     if len(data) == 0:
         raise ConfigError("cannot evaluate on an empty data set")
     check_input(model, data.normalized(torch.arange(1)))
     correct1 = correct5 = 0
     loss_sum = 0.0
+    device = model_device(model)
     with eval_mode(model), torch.inference_mode():
         for x, y in batches(data, batch_size):
+            x, y = x.to(device), y.to(device)
             logits = model(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices

@@ -66,6 +66,13 @@ def declare_input(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
     return model
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model holding neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
     """Raise a one-line ShapeError when a batch does not fit the model's declared input shape."""
     shape = getattr(model, "input_shape", None)
