@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from slimkit.errors import ConfigError
 from slimkit.measure import (
     count_macs,
     count_params,
@@ -19,6 +20,7 @@ from slimkit.measure import (
     profile_layers,
 )
 from slimkit.measure.latency import percentile
+from slimkit.nn import create
 
 
 def macs_of(module: nn.Module, x: torch.Tensor, **kw) -> int:
@@ -331,3 +333,8 @@ def test_compare_latency_interleaves_and_ranks():
     assert stats["small"].calls == stats["big"].calls == 20
     assert stats["small"].p50_ms < stats["big"].p50_ms
     assert stats["big"].threads == 1
+
+
+def test_measure_refuses_a_model_off_the_cpu():
+    with pytest.raises(ConfigError, match=r"model is on meta: call model.cpu\(\) first"):
+        measure(create("lenet5").to("meta"))

@@ -20,7 +20,13 @@ from torch import nn
 from slimkit.data import ArrayDataset
 from slimkit.errors import ConfigError
 from slimkit.measure.accuracy import evaluate
-from slimkit.measure.common import check_input, eval_mode, example_input, first_tensor
+from slimkit.measure.common import (
+    check_input,
+    eval_mode,
+    example_input,
+    first_tensor,
+    model_device,
+)
 from slimkit.measure.latency import measure_latency
 from slimkit.measure.macs import count_macs
 from slimkit.measure.memory import peak_memory
@@ -136,6 +142,11 @@ def measure(
     if throughput_batch is not None and throughput_batch < 1:
         raise ConfigError(
             f"throughput batch must be >= 1 (or None to skip), got {throughput_batch}"
+        )
+    if model_device(model).type != "cpu":
+        raise ConfigError(
+            f"measure() reports CPU figures but the model is on {model_device(model)}: "
+            "call model.cpu() first"
         )
     if example is None:
         example = data.normalized(torch.arange(1)) if data is not None else example_input(model)
