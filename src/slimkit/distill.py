@@ -27,9 +27,9 @@ from slimkit.train import History, TrainConfig, fit
 def check_same_device(teachers: Sequence[nn.Module], x: torch.Tensor) -> None:
     """One line instead of torch's device-mismatch error deep inside a teacher's forward."""
     for i, teacher in enumerate(teachers):
-        if model_device(teacher) != x.device:
+        if (device := model_device(teacher)) != x.device:
             raise ConfigError(
-                f"teacher {i} is on {model_device(teacher)} but the student trains on {x.device}: "
+                f"teacher {i} is on {device} but the student trains on {x.device}: "
                 "move the teachers to the student's device"
             )
 

@@ -143,10 +143,9 @@ def measure(
         raise ConfigError(
             f"throughput batch must be >= 1 (or None to skip), got {throughput_batch}"
         )
-    if model_device(model).type != "cpu":
+    if (device := model_device(model)).type != "cpu":
         raise ConfigError(
-            f"measure() reports CPU figures but the model is on {model_device(model)}: "
-            "call model.cpu() first"
+            f"measure() reports CPU figures but the model is on {device}: call model.cpu() first"
         )
     if example is None:
         example = data.normalized(torch.arange(1)) if data is not None else example_input(model)
