@@ -23,10 +23,12 @@ at 1 thread, in interleaved rounds, in eager torch, ONNX Runtime fp32 and torch.
 (e.g. the prune step of `slimkit compress --recipe recipes/structured-distill.yaml`, measured
 here against the same unpruned model; the file is only read; with --epochs N it is fine-tuned
 N epochs more and saved as <model>-from-file-<N>ep-channels.safetensors in the cache);
-A fine-tune of a file keeps a checkpoint in the cache until it ends, so an interrupted run resumes
-(also on another device). --device cuda fine-tunes on the GPU, saves the model and stops
+A fine-tune keeps a checkpoint in the cache until it ends, so an interrupted run resumes (also
+on another device). --device cuda fine-tunes on the GPU, saves the model and stops
 (channels-…-cuda-train.json: the per-epoch accuracy); measure it on the CPU with --from-file.
---record NAME names the result file.
+--record NAME names the result file and the saved model (<cache>/pruned/NAME.safetensors).
+--layer-ratio MODULE=R prunes the group whose channels MODULE produces by R instead of --ratio
+(e.g. a ResNet's stage widths: stem.conv, stages.1.0.conv2, stages.2.0.conv2).
 --latency-only prunes and times, nothing else (channels-<model>-latency.json). Every stage's
 wall time is recorded. Time latency at normal priority: under `nice` on a busy machine the
 longer calls get preempted, inflating ratios.
@@ -153,7 +155,8 @@ def run(args: argparse.Namespace) -> dict:
     example = data.test.normalized(torch.arange(1))  # (1, 3, 32, 32)
     # A file fine-tuned further is saved beside the others, not over this script's own artifact.
     suffix = f"-from-file-{args.epochs}ep" if args.from_file else ""
-    artifact = cache_dir() / "pruned" / f"{tag}{suffix}-channels.safetensors"
+    name = args.record or f"{tag}{suffix}-channels"
+    artifact = cache_dir() / "pruned" / f"{name}.safetensors"
 
     config = ChannelPruning(
         ratio=args.ratio,
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
         scope=args.scope,
         round_to=args.round_to,
         normalize=not args.raw_scores,
-        layer_ratios=dict.fromkeys(args.keep, 0.0),
+        layer_ratios={**dict(args.layer_ratio), **dict.fromkeys(args.keep, 0.0)},
     )
     t = time.perf_counter()
     if args.from_file:
@@ -192,10 +195,14 @@ def run(args: argparse.Namespace) -> dict:
         cfg = TrainConfig(
             epochs=args.epochs, lr=args.lr, weight_decay=5e-4, augment="crop_flip"
         )  # fmt: skip
-        # A fine-tune of a file resumes from its checkpoint, named by the file's content.
-        if args.from_file:
-            digest = hashlib.sha256(args.from_file.read_bytes()).hexdigest()[:12]
-            ckpt = artifact.with_name(f"{artifact.stem}-{digest}.ckpt")
+        # A fine-tune resumes from its checkpoint, named by what it starts from: the file's
+        # content or the pruning configuration.
+        source = (
+            args.from_file.read_bytes() if args.from_file
+            else json.dumps([tag, args.from_cached, asdict(config), ratio]).encode()
+        )  # fmt: skip
+        digest = hashlib.sha256(source).hexdigest()[:12]
+        ckpt = artifact.with_name(f"{artifact.stem}-{digest}.ckpt")
         if args.distill > 0:
             history = distill(
                 pruned, dense, data.train, cfg, alpha=args.distill, val=data.test, checkpoint=ckpt
@@ -259,6 +266,14 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def layer_ratio(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MODULE=RATIO, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20", help="resnet20 or a zoo VGG (vgg11)")
@@ -269,6 +284,10 @@ def main() -> None:
     parser.add_argument("--scope", default="layer", choices=["layer", "global"])
     parser.add_argument("--raw-scores", action="store_true", help="global: rank unnormalized")
     parser.add_argument("--keep", nargs="+", default=[], help="modules whose groups stay whole")
+    parser.add_argument(
+        "--layer-ratio", nargs="+", default=[], type=layer_ratio, metavar="MODULE=R",
+        help="ratio for the group whose channels MODULE produces (overrides --ratio)",
+    )  # fmt: skip
     parser.add_argument("--slimming", type=float, metavar="LAMBDA", help="train here; 0: plain")
     parser.add_argument("--sparse-epochs", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=15, help="fine-tune epochs (0: none)")
@@ -292,6 +311,8 @@ def main() -> None:
         path = RESULTS / f"channels-{r['model']}-latency.json"
         records = json.loads(path.read_text()) if path.exists() else {}
         key = f"ratio {args.ratio} round_to {args.round_to} keep {','.join(args.keep) or '-'}"
+        if args.layer_ratio:
+            key += " layers " + ",".join(f"{n}={r:g}" for n, r in args.layer_ratio)
         records[key] = r
         atomic_write_text(path, json.dumps(records, indent=1))
         lat = r["latency"]

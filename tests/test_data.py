@@ -346,6 +346,26 @@ def test_unpack_tarball_finds_root_and_does_not_reextract(tmp_path, monkeypatch)
     assert splits.train.images[:, 0, 0, 0].tolist() == [10, 200]
 
 
+def test_unpack_tarball_keeps_an_unpack_another_process_finished_first(tmp_path, monkeypatch):
+    # Two processes unpack the same tarball at once: the later one must not swap out the tree
+    # the first is already reading (that made its image reads fail with "No such file").
+    import slimkit.data.tarball as tarball_module
+
+    tarball = _image_tarball(tmp_path / "toy-images.tar.gz")
+    real_extract = tarball_module._extract
+
+    def racing_extract(tar_path, into):
+        monkeypatch.setattr(tarball_module, "_extract", real_extract)
+        first = unpack_tarball(tarball)  # the other process finishes first
+        (first / "in-use").write_text("")  # and is reading its tree
+        real_extract(tar_path, into)
+
+    monkeypatch.setattr(tarball_module, "_extract", racing_extract)
+    root = unpack_tarball(tarball)
+    assert (root / "in-use").exists()
+    assert not list(cache_dir().glob(".toy-images*"))  # our copy was discarded
+
+
 def test_unpack_tarball_replaces_stale_unpack_when_tarball_changes(tmp_path):
     tarball = tmp_path / "t.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:

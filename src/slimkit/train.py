@@ -164,7 +164,10 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
-        loss_sum = correct = seen = 0.0
+        # Running sums stay on the device: reading them each step would stall a GPU twice a step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen = 0
         bar = tqdm(
             batches(
                 train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, augment=augment
@@ -183,7 +186,7 @@ def fit(
             if extra_loss is not None:
                 loss = loss + extra_loss(model, x, y, logits)
             if not torch.isfinite(loss):  # stop before the step: the weights stay the last finite
-                step, lr = int(seen) // cfg.batch_size + 1, scheduler.get_last_lr()[0]
+                step, lr = seen // cfg.batch_size + 1, scheduler.get_last_lr()[0]
                 raise TrainingError(
                     f"training diverged: the loss is {loss.item()} at epoch {epoch + 1}, step "
                     f"{step} (lr {lr:.3g}); lower lr or set clip_grad_norm"
@@ -196,16 +199,17 @@ def fit(
             scheduler.step()
             if after_step is not None:
                 after_step(model)
-            loss_sum += loss.item() * len(y)
-            correct += float((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-        elapsed = time.perf_counter() - t0
+        epoch_loss, train_top1 = loss_sum.item() / seen, 100.0 * correct.item() / seen
+        elapsed = time.perf_counter() - t0  # after the reads above, which wait for the device
         result = evaluate(model, val) if val is not None else None
         history.epochs.append(
             EpochStats(
                 epoch=epoch + 1,
-                loss=loss_sum / seen,
-                train_top1=100.0 * correct / seen,
+                loss=epoch_loss,
+                train_top1=train_top1,
                 val_top1=result.top1 if result else None,
                 val_top5=result.top5 if result else None,
                 time_s=elapsed,

@@ -106,6 +106,8 @@ def _marker_matches(dest: Path, stamp: str) -> bool:
 
 def _move_into_place(tmp: Path, dest: Path, stamp: str) -> None:
     """Rename the finished extraction to `dest`, replacing a stale slimkit unpack if present."""
+    if _marker_matches(dest, stamp):
+        return  # another process finished the same unpack first and may be reading it: keep it
     stale = None
     if dest.exists():
         stale = dest.with_name(f".{dest.name}.stale-{os.getpid()}")
