@@ -26,6 +26,8 @@ N epochs more and saved as <model>-from-file-<N>ep-channels.safetensors in the c
 A fine-tune keeps a checkpoint in the cache until it ends, so an interrupted run resumes (also
 on another device). --device cuda fine-tunes on the GPU, saves the model and stops
 (channels-…-cuda-train.json: the per-epoch accuracy); measure it on the CPU with --from-file.
+--average N keeps the mean of the weights at the last N epochs' ends, BatchNorm statistics
+re-estimated (stochastic weight averaging, Izmailov et al. 2018; with --schedule constant).
 --record NAME names the result file and the saved model (<cache>/pruned/NAME.safetensors).
 --layer-ratio MODULE=R prunes the group whose channels MODULE produces by R instead of --ratio
 (e.g. a ResNet's stage widths: stem.conv, stages.1.0.conv2, stages.2.0.conv2).
@@ -193,7 +195,8 @@ def run(args: argparse.Namespace) -> dict:
     cfg = history = ckpt = None
     if args.epochs > 0:
         cfg = TrainConfig(
-            epochs=args.epochs, lr=args.lr, weight_decay=5e-4, augment="crop_flip"
+            epochs=args.epochs, lr=args.lr, weight_decay=5e-4, augment="crop_flip",
+            schedule=args.schedule, average_epochs=args.average,
         )  # fmt: skip
         # A fine-tune resumes from its checkpoint, named by what it starts from: the file's
         # content or the pruning configuration.
@@ -292,6 +295,11 @@ def main() -> None:
     parser.add_argument("--sparse-epochs", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=15, help="fine-tune epochs (0: none)")
     parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    parser.add_argument(
+        "--average", type=int, default=0, metavar="N",
+        help="keep the mean of the last N epochs' weights (SWA; with --schedule constant)",
+    )  # fmt: skip
     parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--distill", type=float, default=0.0, metavar="ALPHA")
     parser.add_argument("--from-cached", action="store_true")

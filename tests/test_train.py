@@ -1,5 +1,7 @@
 """fit / evaluate on the embedded MNIST digits."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,7 @@ from slimkit.errors import ConfigError, TrainingError
 from slimkit.measure import evaluate
 from slimkit.measure.common import model_device
 from slimkit.nn import create
-from slimkit.train import TrainConfig, fit, lr_factor
+from slimkit.train import TrainConfig, fit, lr_factor, reestimate_bn
 
 FAST = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0)
 
@@ -68,6 +70,82 @@ def test_interrupted_run_resumes_from_checkpoint(digits, tmp_path):
     assert [e.epoch for e in history.epochs] == [1, 2]
     for x, y in zip(resumed.parameters(), reference.parameters(), strict=True):
         assert torch.allclose(x, y, atol=1e-6)
+
+
+AVERAGED = TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="constant", average_epochs=2)
+
+
+def _epoch_end_snapshots(store: list, steps_per_epoch: int = 8):
+    steps = {"n": 0}
+
+    def after_step(model):
+        steps["n"] += 1
+        if steps["n"] % steps_per_epoch == 0:
+            store.append([p.detach().clone() for p in model.parameters()])
+
+    return after_step
+
+
+def test_weight_averaging_leaves_the_mean_of_the_last_epochs(digits):
+    train, test = digits
+    small = train.subset(torch.arange(512))  # 8 steps an epoch
+    start = create("lenet300_100")
+    plain, averaged = create("lenet300_100"), create("lenet300_100")
+    plain.load_state_dict(start.state_dict())
+    averaged.load_state_dict(start.state_dict())
+    snaps: list = []
+    fit(plain, small, replace(AVERAGED, average_epochs=0), after_step=_epoch_end_snapshots(snaps))
+    history = fit(averaged, small, AVERAGED, val=test)
+    assert len(snaps) == 3
+    for p, last in zip(plain.parameters(), snaps[2], strict=True):
+        assert torch.equal(p, last)  # without averaging the model is the last iterate
+    for p, a, b in zip(averaged.parameters(), snaps[1], snaps[2], strict=True):
+        assert torch.allclose(p, (a + b) / 2, atol=1e-6)
+    assert not torch.allclose(snaps[1][0], snaps[2][0])  # the two really differ
+    assert history.epochs[-1].val_top1 == pytest.approx(evaluate(averaged, test).top1)
+
+
+def test_weight_averaging_resumes_mid_average(digits, tmp_path):
+    train, _ = digits
+    small = train.subset(torch.arange(512))
+    start = create("lenet300_100")
+    reference, interrupted, resumed = (create("lenet300_100") for _ in range(3))
+    for m in (reference, interrupted, resumed):
+        m.load_state_dict(start.state_dict())
+    fit(reference, small, AVERAGED)
+    steps = {"n": 0}
+
+    def crash_in_third_epoch(_model):
+        steps["n"] += 1
+        if steps["n"] == 20:  # the second epoch's weights are in the average already
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, small, AVERAGED, checkpoint=ckpt, after_step=crash_in_third_epoch)
+    fit(resumed, small, AVERAGED, checkpoint=ckpt)
+    for x, y in zip(resumed.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_reestimate_bn_gives_the_plain_average_of_the_batches_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.3)).eval()
+    data = [(torch.randn(8, 1, 6, 6) * k + k, None) for k in (1, 2, 3)]
+    with torch.no_grad():
+        outs = [model[0](x) for x, _ in data]
+    reestimate_bn(model, data)
+    bn = model[1]
+    means = torch.stack([o.mean((0, 2, 3)) for o in outs])
+    variances = torch.stack([o.var((0, 2, 3), unbiased=True) for o in outs])
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, variances.mean(0), atol=1e-4)
+    assert bn.momentum == 0.3 and not model.training  # restored
+
+
+def test_average_epochs_beyond_the_run_is_refused():
+    with pytest.raises(ConfigError, match=r"average_epochs must be in \[0, epochs\]"):
+        TrainConfig(epochs=3, average_epochs=4)
 
 
 def test_checkpoint_from_another_config_is_refused(digits, tmp_path):

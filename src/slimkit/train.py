@@ -50,6 +50,10 @@ class TrainConfig:
     augment: str = "none"  # one of _AUGMENTS
     seed: int = 0
     clip_grad_norm: float | None = None  # rescale gradients to at most this global L2 norm
+    # Stochastic weight averaging (Izmailov et al. 2018): the model fit leaves behind holds the
+    # mean of the weights at the end of each of the last this many epochs, with BatchNorm
+    # statistics re-estimated on the training data. Pair it with a constant schedule.
+    average_epochs: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,6 +67,10 @@ class TrainConfig:
             (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.step_epochs >= 1, f"step_epochs must be >= 1, got {self.step_epochs}"),
+            (
+                0 <= self.average_epochs <= self.epochs,
+                f"average_epochs must be in [0, epochs], got {self.average_epochs}",
+            ),
             (
                 self.clip_grad_norm is None or self.clip_grad_norm > 0,
                 f"clip_grad_norm must be > 0 (or None), got {self.clip_grad_norm}",
@@ -142,7 +150,8 @@ def fit(
     extra_loss(model, x, y, logits) is added to the weighted cross-entropy. after_step(model)
     runs after every optimizer step. With `checkpoint`, state is saved after each epoch and a
     run that finds a checkpoint from the same config resumes after its last finished epoch.
-    progress=None shows a bar only on a terminal.
+    progress=None shows a bar only on a terminal. With `average_epochs`, the last epoch's
+    validation figures are those of the averaged weights, which the model holds at the end.
     """
     cfg = config or TrainConfig()
     if len(train) == 0:
@@ -157,9 +166,10 @@ def fit(
     augment = {"none": None, "crop_flip": random_crop_flip(), "shift": random_shift()}[cfg.augment]
     device = model_device(model)
     history = History()
+    average = WeightAverage(model) if cfg.average_epochs else None
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        start_epoch, history = _resume(Path(checkpoint), cfg, model, optimizer, scheduler)
+        start_epoch, history = _resume(Path(checkpoint), cfg, model, optimizer, scheduler, average)
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -203,6 +213,11 @@ def fit(
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         epoch_loss, train_top1 = loss_sum.item() / seen, 100.0 * correct.item() / seen
+        if average is not None and epoch >= cfg.epochs - cfg.average_epochs:
+            average.add(model)
+            if epoch == cfg.epochs - 1:
+                average.apply(model)
+                reestimate_bn(model, batches(train, cfg.batch_size, augment=augment, seed=cfg.seed))
         elapsed = time.perf_counter() - t0  # after the reads above, which wait for the device
         result = evaluate(model, val) if val is not None else None
         history.epochs.append(
@@ -216,23 +231,72 @@ def fit(
             )
         )
         if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), cfg, model, optimizer, scheduler, history)
+            _save_checkpoint(Path(checkpoint), cfg, model, optimizer, scheduler, history, average)
     model.eval()
     return history
 
 
-def _save_checkpoint(path, cfg, model, optimizer, scheduler, history) -> None:
+class WeightAverage:
+    """Running mean of a model's parameters, one snapshot per `add`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.count = 0
+        self.mean = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in
+                     model.named_parameters()}  # fmt: skip
+
+    @torch.no_grad()
+    def add(self, model: nn.Module) -> None:
+        self.count += 1
+        for name, p in model.named_parameters():
+            self.mean[name] += (p.float() - self.mean[name]) / self.count
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        for name, p in model.named_parameters():
+            p.copy_(self.mean[name])
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = int(state["count"])
+        self.mean = {n: t.to(self.mean[n].device) for n, t in state["mean"].items()}
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, data) -> None:
+    """Recompute every BatchNorm's running mean and variance as the plain average over the
+    `(x, y)` batches of `data`: averaged weights invalidate the statistics gathered on the way."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    device = model_device(model)
+    for x, _ in data:
+        model(x.to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def _save_checkpoint(path, cfg, model, optimizer, scheduler, history, average) -> None:
     state = {
         "config": asdict(cfg),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "history": [asdict(e) for e in history.epochs],
+        "average": average.state_dict() if average is not None else None,
     }
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def _resume(path, cfg, model, optimizer, scheduler) -> tuple[int, History]:
+def _resume(path, cfg, model, optimizer, scheduler, average) -> tuple[int, History]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file: say which and how to proceed
@@ -249,5 +313,7 @@ def _resume(path, cfg, model, optimizer, scheduler) -> tuple[int, History]:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if average is not None:  # the config matched, so the checkpoint holds the average too
+        average.load_state_dict(state["average"])
     history = History([EpochStats(**e) for e in state["history"]])
     return len(history.epochs), history
