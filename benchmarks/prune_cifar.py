@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> dict:
         "threads_latency": 1,
         "threads_training": torch.get_num_threads(),
         "finetune": asdict(cfg) if cfg else None,
+        "epochs": [asdict(e) for e in history.epochs] if history else [],
         "times_s": {k: round(v, 2) for k, v in timings.items()},
         "machine": machine(),
         "metrics": metrics.to_dict(),
