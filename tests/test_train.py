@@ -5,13 +5,14 @@ from dataclasses import replace
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from slimkit.data import load_embedded
 from slimkit.errors import ConfigError, TrainingError
 from slimkit.measure import evaluate
 from slimkit.measure.common import model_device
 from slimkit.nn import create
-from slimkit.train import TrainConfig, fit, lr_factor, reestimate_bn
+from slimkit.train import TrainConfig, fit, lr_factor
 
 FAST = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0)
 
@@ -128,13 +129,14 @@ def test_weight_averaging_resumes_mid_average(digits, tmp_path):
         assert torch.allclose(x, y, atol=1e-6)
 
 
-def test_reestimate_bn_gives_the_plain_average_of_the_batches_statistics():
+def test_update_bn_gives_the_plain_average_of_the_batches_statistics():
+    # fit re-estimates BatchNorm after weight averaging with torch's update_bn: pin what it does
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.3)).eval()
     data = [(torch.randn(8, 1, 6, 6) * k + k, None) for k in (1, 2, 3)]
     with torch.no_grad():
         outs = [model[0](x) for x, _ in data]
-    reestimate_bn(model, data)
+    update_bn(data, model)
     bn = model[1]
     means = torch.stack([o.mean((0, 2, 3)) for o in outs])
     variances = torch.stack([o.var((0, 2, 3), unbiased=True) for o in outs])

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from tqdm.auto import tqdm
 
 from slimkit.data import ArrayDataset, batches, random_crop_flip, random_shift
@@ -217,7 +218,9 @@ def fit(
             average.add(model)
             if epoch == cfg.epochs - 1:
                 average.apply(model)
-                reestimate_bn(model, batches(train, cfg.batch_size, augment=augment, seed=cfg.seed))
+                # Averaged weights invalidate the BatchNorm statistics gathered on the way.
+                data = batches(train, cfg.batch_size, augment=augment, seed=cfg.seed)
+                update_bn(data, model, device)
         elapsed = time.perf_counter() - t0  # after the reads above, which wait for the device
         result = evaluate(model, val) if val is not None else None
         history.epochs.append(
@@ -261,27 +264,6 @@ class WeightAverage:
     def load_state_dict(self, state: dict) -> None:
         self.count = int(state["count"])
         self.mean = {n: t.to(self.mean[n].device) for n, t in state["mean"].items()}
-
-
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, data) -> None:
-    """Recompute every BatchNorm's running mean and variance as the plain average over the
-    `(x, y)` batches of `data`: averaged weights invalidate the statistics gathered on the way."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    was_training = model.training
-    model.train()
-    device = model_device(model)
-    for x, _ in data:
-        model(x.to(device))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    model.train(was_training)
 
 
 def _save_checkpoint(path, cfg, model, optimizer, scheduler, history, average) -> None:
