@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> dict:
         ckpt = artifact.with_name(f"{artifact.stem}-{digest}.ckpt")
         if args.distill > 0:
             history = distill(
-                pruned, dense, data.train, cfg, alpha=args.distill, val=data.test, checkpoint=ckpt
+                pruned, dense, data.train, cfg, alpha=args.distill, mirror=args.mirror_teacher,
+                val=data.test, checkpoint=ckpt,
             )  # fmt: skip
         else:
             history = fit(pruned, data.train, cfg, val=data.test, checkpoint=ckpt)
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> dict:
             "from_file": str(args.from_file) if args.from_file else None,
             "artifact": str(artifact),
             "distill_alpha": args.distill,
+            "mirror_teacher": args.mirror_teacher,
             "dense_top1": round(dense_eval.top1, 2),
             "pruned_top1_before_finetune": round(before_ft.top1, 2),
             "finetune": asdict(cfg) if cfg else None,
@@ -251,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
         "config": None if args.from_file else {**asdict(config), "ratio": ratio},
         "target_macs": args.target_macs,
         "distill_alpha": args.distill,
+        "mirror_teacher": args.mirror_teacher,
         "dense_top1": round(dense_eval.top1, 2),
         "pruned_top1_before_finetune": round(before_ft.top1, 2),
         "pruned_top1": round(metrics.top1, 2),
@@ -303,6 +306,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--distill", type=float, default=0.0, metavar="ALPHA")
+    parser.add_argument(
+        "--mirror-teacher", action="store_true",
+        help="distill from the unpruned model averaged over each batch and its mirror",
+    )  # fmt: skip
     parser.add_argument("--from-cached", action="store_true")
     parser.add_argument("--from-file", type=Path, metavar="FILE", help="a pruned model to measure")
     parser.add_argument("--latency-only", action="store_true", help="prune and time; no training")

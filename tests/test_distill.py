@@ -37,6 +37,17 @@ def test_ensemble_averages_softened_distributions():
     assert torch.allclose(soft_targets([a, b], x, 2.0), expected.detach())
 
 
+def test_mirror_averages_each_teacher_over_the_flipped_batch():
+    torch.manual_seed(0)
+    a, b = nn.Conv2d(2, 3, (1, 3)), nn.Conv2d(2, 3, (1, 3))  # width-asymmetric kernels
+    x = torch.randn(4, 2, 5, 7)
+    views = [m(v) / 2 for m in (a, b) for v in (x, x.flip(-1))]
+    expected = torch.stack([F.softmax(v, 1) for v in views]).mean(0).detach()
+    got = soft_targets([a, b], x, 2.0, mirror=True)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, soft_targets([a, b], x, 2.0), atol=1e-3)  # the mirror counts
+
+
 def test_distillation_pulls_student_to_teacher(data):
     train, test = data
     torch.manual_seed(0)

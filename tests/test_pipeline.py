@@ -58,6 +58,7 @@ def run(recipe, out, **kw):
         ("modle: lenet5\n", r"line 1: unknown key 'modle'; allowed: model"),
         ("steps: [prune]\n", r"step 1 must be one mapping"),
         ("steps:\n  - prune: {method: channel, gradual: true, ratio: 0.5}\n", r"gradual must be"),
+        ("steps:\n  - distill: {mirror_teacher: 1}\n", r"mirror_teacher must be true or false"),
     ],
 )
 def test_bad_recipes_name_the_place_and_the_choices(tmp_path, text, message):
@@ -159,6 +160,19 @@ def test_channel_pruning_by_taylor_importance_gets_gradients(tmp_path):
     text = "steps:\n  - prune: {method: channel, ratio: 0.5, importance: taylor}\n"
     result = run(load_recipe(write(tmp_path, text)), tmp_path / "out")
     assert result.steps[0].metrics.params < 0.6 * result.baseline.params
+
+
+def test_mirror_teacher_reaches_the_distillation(tmp_path, monkeypatch):
+    import slimkit.pipeline.steps as steps_module
+
+    seen = []
+    real = steps_module.distill
+    monkeypatch.setattr(
+        steps_module, "distill", lambda *a, **kw: seen.append(kw["mirror"]) or real(*a, **kw)
+    )
+    text = "steps:\n  - distill: {epochs: 1, mirror_teacher: true}\n"
+    result = run(load_recipe(write(tmp_path, text)), tmp_path / "out")
+    assert seen == [True] and result.steps[0].metrics.top1 > 0
 
 
 def test_interrupted_step_leaves_finished_steps_and_resumes(tmp_path, monkeypatch):

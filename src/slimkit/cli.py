@@ -98,7 +98,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     options = dict(threads=args.threads, memory=False, layers=False, latency_calls=100)
     before = measure(teacher, name=f"teacher {name}", data=data.test, **options)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=1e-4)
-    distill(student, teacher, data.train, cfg, temperature=args.temperature, alpha=args.alpha)
+    distill(student, teacher, data.train, cfg, temperature=args.temperature, alpha=args.alpha,
+            mirror=args.mirror)  # fmt: skip
     artifact = save_weights(student, Path(args.out) / f"{args.student}-distilled.safetensors")
     after = measure(student, name=f"student {args.student}", data=data.test, artifact=artifact,
                     **options)  # fmt: skip
@@ -199,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     d.add_argument("--temperature", type=float, default=4.0)
     d.add_argument("--alpha", type=float, default=0.9, help="weight of the soft-target term")
+    d.add_argument(
+        "--mirror", action="store_true",
+        help="average the teacher over each image and its left-right mirror",
+    )  # fmt: skip
     d.add_argument("--threads", type=int, default=1)
     d.add_argument("--out", default="out", help="folder for the student's weights")
     d.set_defaults(func=cmd_distill)

@@ -62,7 +62,7 @@ def fields_of(cls: type) -> set[str]:
 
 
 TRAIN_KEYS = fields_of(TrainConfig) - {"label_loss_weight"}
-DISTILL_KEYS = {"distill_alpha", "temperature"}
+DISTILL_KEYS = {"distill_alpha", "temperature", "mirror_teacher"}
 
 
 def _pick(params: dict[str, Any], keys: set[str]) -> dict[str, Any]:
@@ -91,6 +91,8 @@ def _check_alpha(params: dict[str, Any]) -> None:
         or temperature <= 0
     ):
         raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
+    if not isinstance(params.get("mirror_teacher", False), bool):
+        raise ConfigError(f"mirror_teacher must be true or false, got {params['mirror_teacher']!r}")
 
 
 def train(state: State, ctx: Context, cfg: TrainConfig, params: dict[str, Any]) -> None:
@@ -111,6 +113,7 @@ def train(state: State, ctx: Context, cfg: TrainConfig, params: dict[str, Any]) 
             cfg,
             temperature=params.get("temperature", 4.0),
             alpha=alpha,
+            mirror=params.get("mirror_teacher", False),
             after_step=after_step,
             progress=ctx.progress,
         )
@@ -198,7 +201,10 @@ def _prune_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
             from slimkit.distill import Distillation
 
             hook = Distillation(
-                ctx.teacher, params.get("temperature", 4.0), params["distill_alpha"]
+                ctx.teacher,
+                params.get("temperature", 4.0),
+                params["distill_alpha"],
+                params.get("mirror_teacher", False),
             )
             cfg = dataclasses.replace(cfg, label_loss_weight=1 - params["distill_alpha"])
         prune.gradual_prune(
