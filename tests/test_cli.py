@@ -202,10 +202,8 @@ def test_bench_prints_every_backend_and_the_fastest(capsys):
 
 
 def test_distill_writes_a_student(capsys, tmp_path):
-    code, out, _ = run(
-        capsys, "distill", "--student", "lenet300_100", "--epochs", "1", "--mirror",
-        "--out", str(tmp_path),
-    )
+    args = ("distill", "--student", "lenet300_100", "--epochs", "1", "--mirror")
+    code, out, _ = run(capsys, *args, "--out", str(tmp_path))
     assert code == 0
     assert (tmp_path / "lenet300_100-distilled.safetensors").exists()
     assert "top-1 accuracy" in out
