@@ -31,6 +31,8 @@ re-estimated (stochastic weight averaging, Izmailov et al. 2018; with --schedule
 --record NAME names the result file and the saved model (<cache>/pruned/NAME.safetensors).
 --layer-ratio MODULE=R prunes the group whose channels MODULE produces by R instead of --ratio
 (e.g. a ResNet's stage widths: stem.conv, stages.1.0.conv2, stages.2.0.conv2).
+--bn-seeds N also records the top-1 after re-estimating BatchNorm (as --average does) from N
+other augmented passes, on copies: the spread says how much a figure rests on that estimate.
 --latency-only prunes and times, nothing else (channels-<model>-latency.json). Every stage's
 wall time is recorded. Time latency at normal priority: under `nice` on a busy machine the
 longer calls get preempted, inflating ratios.
@@ -42,6 +44,7 @@ Results: benchmarks/results/channels-<model>[-slim<λ>][-cached|-from-file[-<N>e
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -63,7 +66,7 @@ from baselines import (
     training_device,
 )
 from slimkit.compiled import CompiledModel
-from slimkit.data import ArrayDataset, cache_dir, load
+from slimkit.data import ArrayDataset, batches, cache_dir, load, random_crop_flip
 from slimkit.distill import distill
 from slimkit.export import OnnxModel, export_onnx
 from slimkit.files import atomic_write_text
@@ -115,6 +118,19 @@ def prune_to_macs(dense: nn.Module, config: ChannelPruning, example: torch.Tenso
         if base / count_macs(pruned, example).dense >= target:
             return pruned, ratio
     raise SystemExit(f"no ratio below 1 gives {target}x fewer MACs (max_ratio {config.max_ratio})")
+
+
+def bn_reestimated_top1(model: nn.Module, data, seeds: int) -> list[float]:
+    """Top-1 after re-estimating BatchNorm statistics (a plain average, as weight averaging
+    does) from one augmented pass over the training data per seed, on a copy: how much a
+    figure depends on that estimate."""
+    tops = []
+    for seed in range(1, seeds + 1):
+        copied = copy.deepcopy(model)
+        passes = batches(data.train, 128, shuffle=True, seed=seed, augment=random_crop_flip())
+        torch.optim.swa_utils.update_bn(passes, copied)
+        tops.append(round(evaluate(copied.eval(), data.test).top1, 2))
+    return tops
 
 
 def runtime_latency(dense: nn.Module, pruned: nn.Module, example: torch.Tensor) -> dict:
@@ -238,6 +254,7 @@ def run(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     metrics = measure(pruned, name=f"{tag} pruned", data=data.test, artifact=artifact)
     timings["measure_s"] = time.perf_counter() - t
+    bn_tops = bn_reestimated_top1(pruned, data, args.bn_seeds) if args.bn_seeds else None
     t = time.perf_counter()
     latency = runtime_latency(dense, pruned, example)
     timings["latency_s"] = time.perf_counter() - t
@@ -257,6 +274,7 @@ def run(args: argparse.Namespace) -> dict:
         "dense_top1": round(dense_eval.top1, 2),
         "pruned_top1_before_finetune": round(before_ft.top1, 2),
         "pruned_top1": round(metrics.top1, 2),
+        "pruned_top1_bn_reestimated": bn_tops,
         "drop_points": round(dense_eval.top1 - metrics.top1, 2),
         "dense_macs": macs_dense,
         "dense_params": params_dense,
@@ -309,6 +327,10 @@ def main() -> None:
     parser.add_argument(
         "--mirror-teacher", action="store_true",
         help="distill from the unpruned model averaged over each batch and its mirror",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bn-seeds", type=int, default=0, metavar="N",
+        help="also record top-1 after re-estimating BatchNorm from N augmented passes (seeds 1..N)",
     )  # fmt: skip
     parser.add_argument("--from-cached", action="store_true")
     parser.add_argument("--from-file", type=Path, metavar="FILE", help="a pruned model to measure")
