@@ -46,6 +46,8 @@ def test_mirror_averages_each_teacher_over_the_flipped_batch():
     got = soft_targets([a, b], x, 2.0, mirror=True)
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, soft_targets([a, b], x, 2.0), atol=1e-3)  # the mirror counts
+    with pytest.raises(ConfigError, match=r"mirror flips images .* is \(6, 4\)"):
+        soft_targets([nn.Linear(4, 3)], torch.randn(6, 4), 2.0, mirror=True)
 
 
 def test_distillation_pulls_student_to_teacher(data):

@@ -42,6 +42,11 @@ def soft_targets(
 ) -> torch.Tensor:
     """Average of the teachers' softmax(logits / T), computed without gradients; with `mirror`,
     over x and x flipped along its last (width) axis as well, in one batched forward."""
+    if mirror and x.dim() != 4:
+        raise ConfigError(
+            f"mirror flips images (N, C, H, W) left-right, but the input is {tuple(x.shape)}: "
+            "turn mirror off for this data"
+        )
     views = torch.cat([x, x.flip(-1)]) if mirror else x
     with torch.no_grad():
         probs = torch.stack([F.softmax(t(views) / temperature, dim=1) for t in teachers])
