@@ -33,6 +33,7 @@ re-estimated (stochastic weight averaging, Izmailov et al. 2018; with --schedule
 (e.g. a ResNet's stage widths: stem.conv, stages.1.0.conv2, stages.2.0.conv2).
 --bn-seeds N also records the top-1 after re-estimating BatchNorm (as --average does) from N
 other augmented passes, on copies: the spread says how much a figure rests on that estimate.
+The record also holds both models' top-1 averaged over each test image and its mirror.
 --latency-only prunes and times, nothing else (channels-<model>-latency.json). Every stage's
 wall time is recorded. Time latency at normal priority: under `nice` on a busy machine the
 longer calls get preempted, inflating ratios.
@@ -67,7 +68,7 @@ from baselines import (
 )
 from slimkit.compiled import CompiledModel
 from slimkit.data import ArrayDataset, batches, cache_dir, load, random_crop_flip
-from slimkit.distill import distill
+from slimkit.distill import distill, soft_targets
 from slimkit.export import OnnxModel, export_onnx
 from slimkit.files import atomic_write_text
 from slimkit.fold import fold_bn
@@ -131,6 +132,15 @@ def bn_reestimated_top1(model: nn.Module, data, seeds: int) -> list[float]:
         torch.optim.swa_utils.update_bn(passes, copied)
         tops.append(round(evaluate(copied.eval(), data.test).top1, 2))
     return tops
+
+
+def mirrored_top1(model: nn.Module, test: ArrayDataset) -> float:
+    """Top-1 of the model's softmax averaged over each image and its mirror: what a mirrored
+    teacher (--mirror-teacher) offers its student."""
+    correct = 0
+    for x, y in batches(test, 500):
+        correct += (soft_targets([model], x, 1.0, mirror=True).argmax(1) == y).sum().item()
+    return round(100 * correct / len(test), 2)
 
 
 def runtime_latency(dense: nn.Module, pruned: nn.Module, example: torch.Tensor) -> dict:
@@ -275,6 +285,10 @@ def run(args: argparse.Namespace) -> dict:
         "pruned_top1_before_finetune": round(before_ft.top1, 2),
         "pruned_top1": round(metrics.top1, 2),
         "pruned_top1_bn_reestimated": bn_tops,
+        "top1_mirrored": {
+            "dense": mirrored_top1(dense, data.test),
+            "pruned": mirrored_top1(pruned, data.test),
+        },
         "drop_points": round(dense_eval.top1 - metrics.top1, 2),
         "dense_macs": macs_dense,
         "dense_params": params_dense,

@@ -80,7 +80,7 @@ def _train_config(params: dict[str, Any], default_epochs: int = 0) -> TrainConfi
     return TrainConfig(epochs=epochs, **kwargs)
 
 
-def _check_alpha(params: dict[str, Any]) -> None:
+def _check_distill(params: dict[str, Any]) -> None:
     alpha = params.get("distill_alpha", 0.0)
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
         raise ConfigError(f"distill_alpha must be a number in [0, 1], got {alpha!r}")
@@ -160,7 +160,7 @@ def _prune_build(params: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"gradual must be true or false (magnitude pruning only), got {gradual!r}"
         )
-    _check_alpha(params)
+    _check_distill(params)
     train_cfg = _train_config(params)
     if method == "magnitude":
         kwargs = _pick(params, _MAGNITUDE_KEYS)
@@ -232,7 +232,7 @@ def _prune_run(state: State, built: dict[str, Any], ctx: Context) -> StepOutput:
 
 
 def _finetune_build(params: dict[str, Any]) -> dict[str, Any]:
-    _check_alpha(params)
+    _check_distill(params)
     cfg = _train_config(params, default_epochs=1)
     if cfg is None:
         raise ConfigError("epochs must be >= 1 for a training step")
@@ -268,7 +268,7 @@ _CONVERSION_KEYS = fields_of(Conversion)
 
 def _surgery_build(cls: type, keys: set[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def build(params: dict[str, Any]) -> dict[str, Any]:
-        _check_alpha(params)
+        _check_distill(params)
         kwargs = _pick(params, keys)
         for key in ("exclude", "layers"):  # YAML lists → the tuples the configs keep
             if isinstance(kwargs.get(key), list):
@@ -321,7 +321,7 @@ def _quantize_build(params: dict[str, Any]) -> dict[str, Any]:
     runtime = params.get("runtime", "onnxruntime" if scheme == "int8" else "torch")
     if runtime not in ("torch", "onnxruntime") or (scheme != "int8" and "runtime" in params):
         raise ConfigError("runtime ('torch' or 'onnxruntime') applies to scheme int8 only")
-    _check_alpha(params)
+    _check_distill(params)
     built: dict[str, Any] = {"scheme": scheme, "runtime": runtime}
     if scheme in ("int8", "int8-qat"):
         built["config"] = quant.Int8Config(**_pick(params, _INT8_KEYS))
@@ -398,7 +398,7 @@ _SHARE_OPTIONS = {"coders"} | DISTILL_KEYS | TRAIN_KEYS
 
 
 def _share_build(params: dict[str, Any]) -> dict[str, Any]:
-    _check_alpha(params)
+    _check_distill(params)
     kwargs = _pick(params, _SHARE_KEYS)
     conv_bits = kwargs.pop("conv_bits", None)
     if "exclude" in kwargs:
